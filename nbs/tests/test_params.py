@@ -1,0 +1,57 @@
+"""Cross-cutting checks of the parameter files and of how bad parameters fail."""
+import subprocess, sys
+from pathlib import Path
+import pytest, yaml
+from dbd_nb.config import resolve_config, read_params_file, ConfigError, DATASETS, RunConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMS = ROOT / 'params'
+PROFILES = sorted(p.stem for p in PARAMS.glob('*.yaml') if p.stem not in DATASETS)
+
+
+def test_profiles_present():
+    assert {'smoke', 'cpu', 'paper'} <= set(PROFILES)
+    assert {'cifar10', 'imagenet', 'vggface2'} <= {p.stem for p in PARAMS.glob('*.yaml')}
+
+
+@pytest.mark.parametrize('profile', PROFILES)
+@pytest.mark.parametrize('dataset', ['cifar10', 'imagenet', 'vggface2'])
+def test_every_profile_resolves(profile, dataset):
+    cfg = resolve_config(dict(profile=profile, dataset=dataset), PARAMS)
+    assert cfg.profile == profile and cfg.dataset == dataset
+
+
+def test_paper_profile_is_the_recipe():
+    c = resolve_config(dict(profile='paper', dataset='cifar10'), PARAMS)
+    assert (c.epochs, c.batch_size, c.lr, c.weight_decay, c.milestones, c.augment, c.width) == (200, 128, 0.1, 5e-4, (100, 150), 'crop_flip', 64)
+    assert (c.ssl_epochs, c.ssl_schedule_epochs, c.ssl_batch_size, c.ssl_lr, c.ssl_temperature) == (100, 1000, 512, 0.4, 0.5)
+    assert (c.mm_epochs, c.mm_iters, c.mm_lambda_u, c.filter_rate, c.s2_epochs) == (190, 1024, 15.0, 0.5, 10)
+    i = resolve_config(dict(profile='paper', dataset='imagenet'), PARAMS)
+    assert (i.epochs, i.batch_size, i.weight_decay, i.milestones, i.wanet_k, i.wanet_s, i.wanet_noise_rate, i.mm_epochs, i.mm_lambda_u) == \
+           (90, 256, 1e-4, (30, 60), 224, 1.0, 0.0, 80, 6.0)
+
+
+@pytest.mark.parametrize('profile', PROFILES)
+def test_profiles_keep_the_threat(profile):
+    "Smaller profiles shrink compute, never the threat."
+    threat = ('target_label', 'poisoning_rate', 'blended_alpha', 'wanet_k', 'wanet_s', 'wanet_noise_rate', 'lc_eps',
+              'badnets_trigger', 'blended_trigger')
+    assert not set(threat) & set(read_params_file(PARAMS / f'{profile}.yaml'))
+
+
+def test_unknown_key_in_file(tmp_path):
+    (tmp_path / 'cifar10.yaml').write_text('epochz: 3\n'); (tmp_path / 'x.yaml').write_text('{}\n')
+    with pytest.raises(ConfigError, match="'epochz'"): resolve_config(dict(profile='x'), tmp_path)
+
+
+def test_unknown_profile():
+    with pytest.raises(ConfigError, match="'profile'.*allowed: .*smoke"): resolve_config(dict(profile='nope'), PARAMS)
+
+
+@pytest.mark.parametrize('key,value', [('poisoning_rate', '1.5'), ('attack', 'badnetz'), ('target_label', '12')])
+def test_papermill_fails_fast_naming_the_key(key, value, tmp_path):
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '01_attacks.ipynb'), str(tmp_path / 'o.ipynb'),
+                        '--cwd', str(ROOT / 'nbs'), '-p', key, value, '-p', 'out_dir', str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert f"parameter '{key}'" in (r.stdout + r.stderr)

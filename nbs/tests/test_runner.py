@@ -1,0 +1,29 @@
+"""The runner executes a chain, writes metrics.json per run, and reuses finished steps."""
+import json, subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args):
+    return subprocess.run(['dbd-run', '--root', str(ROOT), *args], capture_output=True, text=True, timeout=600)
+
+
+def test_chain_writes_outputs_and_reuses(tmp_path):
+    args = ('--profile', 'smoke', '--dataset', 'synthetic', '--attacks', 'badnets', '-p', f'out_dir={tmp_path}')
+    r = run(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rd = tmp_path / 'smoke' / 'synthetic' / 'badnets'
+    m = json.loads((rd / 'metrics.json').read_text())['no_defense']
+    assert {'ba', 'asr', 'natural_target_rate'} <= set(m)
+    for f in ('01_attacks.ipynb', 'config.yaml', 'gallery.png', 'poison_index.txt'): assert (rd / f).exists(), f
+    assert (tmp_path / 'smoke' / 'synthetic' / 'no_defense.csv').exists()
+    r2 = run(*args)
+    assert r2.returncode == 0 and '[dbd-run] reuse' in r2.stdout, r2.stdout
+    r3 = run(*args, '--force')
+    assert r3.returncode == 0 and '[dbd-run] run' in r3.stdout
+
+
+def test_runner_rejects_bad_parameter(tmp_path):
+    r = run('--profile', 'smoke', '--dataset', 'synthetic', '--attacks', 'badnets', '-p', 'poisoning_rate=1.5', '-p', f'out_dir={tmp_path}')
+    assert r.returncode == 2 and "'poisoning_rate'" in r.stderr
