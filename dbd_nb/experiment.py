@@ -17,7 +17,7 @@ from .train import get_device, train_supervised, predict, backdoor_metrics, load
 # %% auto #0
 __all__ = ['DATA_KEYS', 'ATTACK_KEYS', 'SUPERVISED_KEYS', 'setup_run', 'norm_stats', 'load_run_data', 'find_trigger',
            'attack_from_config', 'model_for', 'supervised_kwargs', 'get_poisoned', 'update_metrics', 'read_metrics',
-           'evaluate_backdoor', 'run_no_defense']
+           'evaluate_backdoor', 'monitor_subset', 'run_no_defense', 'time_paper_epoch']
 
 # %% ../nbs/14_experiment.ipynb #c004
 def setup_run(nb_params: dict, cwd=None, attack_dir=True):
@@ -125,13 +125,20 @@ def read_metrics(rdir) -> dict:
     p = Path(rdir) / 'metrics.json'
     return json.loads(p.read_text()) if p.exists() else {}
 
-def evaluate_backdoor(model, data: PoisonedData, mean, std, batch_size=512, limit=None) -> dict:
-    "BA, ASR, natural target rate and backdoor effect of `model` on the run's test sets (first `limit` of each)."
-    sl = slice(None, limit)
-    pc = predict(model, data.x_test[sl], mean, std, batch_size)
-    pp = predict(model, data.x_asr[sl], mean, std, batch_size)
-    pn = predict(model, data.x_asr_clean[sl], mean, std, batch_size)
-    return backdoor_metrics(pc, data.y_test[sl], pp, pn, data.target)
+def evaluate_backdoor(model, data: PoisonedData, mean, std, batch_size=512) -> dict:
+    "BA, ASR, natural target rate and backdoor effect of `model` on the run's test sets."
+    pc = predict(model, data.x_test, mean, std, batch_size)
+    pp = predict(model, data.x_asr, mean, std, batch_size)
+    pn = predict(model, data.x_asr_clean, mean, std, batch_size)
+    return backdoor_metrics(pc, data.y_test, pp, pn, data.target)
+
+def monitor_subset(data: PoisonedData, n: int, seed=0) -> PoisonedData:
+    "A seeded random subset of `n` images of each test set (the test sets are ordered by class), for cheap per-epoch checks."
+    import dataclasses
+    g = torch.Generator().manual_seed(seed)
+    it = torch.randperm(len(data.x_test), generator=g)[:n]; ia = torch.randperm(len(data.x_asr), generator=g)[:n]
+    return dataclasses.replace(data, x_test=data.x_test[it], y_test=data.y_test[it], x_asr=data.x_asr[ia],
+                               x_asr_clean=data.x_asr_clean[ia], y_asr_true=data.y_asr_true[ia])
 
 # %% ../nbs/14_experiment.ipynb #c014
 def run_no_defense(cfg: RunConfig, data: PoisonedData, num_classes: int, rdir: Path, device=None, progress=True):
@@ -141,10 +148,9 @@ def run_no_defense(cfg: RunConfig, data: PoisonedData, num_classes: int, rdir: P
     model = model_for(cfg, num_classes)
     ck_path = Path(rdir) / 'ckpt' / 'no_defense.pt'
     tag = config_hash(cfg, ATTACK_KEYS + SUPERVISED_KEYS)
-    mon = cfg.monitor_size or None
-    perm = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(0))
-    def monitor(m):   # cheap per-epoch check on a fixed subset of each test set
-        r = evaluate_backdoor(m, data, mean, std, cfg.eval_batch_size, limit=mon)
+    mon = monitor_subset(data, cfg.monitor_size, cfg.seed) if cfg.monitor_size else None
+    def monitor(m):   # cheap per-epoch check on a fixed random subset of each test set
+        r = evaluate_backdoor(m, mon, mean, std, cfg.eval_batch_size)
         return {k: r[k] for k in ('ba', 'asr', 'natural_target_rate')}
     t0 = time.time()
     hist = train_supervised(model, data.x_train, data.y_train, device=device, ckpt_path=ck_path, tag=tag,
@@ -158,3 +164,23 @@ def run_no_defense(cfg: RunConfig, data: PoisonedData, num_classes: int, rdir: P
                config_hash=config_hash(cfg))
     update_metrics(rdir, 'no_defense', res)
     return model, res, hist
+
+# %% ../nbs/14_experiment.ipynb #c018
+def time_paper_epoch(n_train=50_000, batch_size=128, steps=3, device=None, image_size=32, model='resnet18_cifar',
+                     num_classes=10) -> dict:
+    "Measured images/s of full-width supervised training steps (after one warm-up step) and the implied minutes per epoch."
+    from dbd_nb.train import prepare_model, as_input, autocast
+    device = device or get_device('auto')
+    m = prepare_model(build_model(model, num_classes, 64), device)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(batch_size, 3, image_size, image_size, device=device); y = torch.randint(0, num_classes, (batch_size,), device=device)
+    for i in range(steps + 1):
+        if i == 1:
+            if device.type == 'cuda': torch.cuda.synchronize()
+            t0 = time.time()
+        with autocast(device): loss = torch.nn.functional.cross_entropy(m(as_input(x)), y)
+        opt.zero_grad(); loss.backward(); opt.step()
+    if device.type == 'cuda': torch.cuda.synchronize()
+    ips = steps * batch_size / (time.time() - t0)
+    return dict(img_per_s=round(ips, 1), min_per_epoch=round(n_train / ips / 60, 2), model=model, batch_size=batch_size,
+                hardware=hardware_string())
