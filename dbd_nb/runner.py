@@ -48,8 +48,8 @@ def run_step(nb: str, params: dict, root: Path, force=False, log=print) -> Path:
     return out
 
 # %% ../nbs/16_runner.ipynb #c005
-def summarise(root: Path, profile: str, dataset: str, attacks, out_dir=None):
-    "Cross-attack tables and Figure 4 for outputs/<profile>/<dataset>/."
+def summarise(root: Path, profile: str, dataset: str, attacks=ATTACKS, out_dir=None):
+    "Cross-attack tables and Figure 4 for outputs/<profile>/<dataset>/ (every attack with a run there)."
     from dbd_nb.report import results_table, write_table, figure4, load_reference
     import matplotlib; matplotlib.use('Agg')
     ds = (Path(out_dir) if out_dir else root / 'outputs') / profile / dataset
@@ -92,6 +92,6 @@ def main(argv=None):
                 run_step(nb, dict(extra, profile=a.profile, dataset=a.dataset, attack=attack), root, a.force)
     except ConfigError as e:
         print(f'dbd-run: {e}', file=sys.stderr); return 2
-    df = summarise(root, a.profile, a.dataset, a.attacks, extra.get('out_dir'))
+    df = summarise(root, a.profile, a.dataset, ATTACKS, extra.get('out_dir'))
     if len(df): print(df.drop(columns=['hardware']).to_string(index=False))
     return 0
