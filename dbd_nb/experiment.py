@@ -12,7 +12,8 @@ from .data import (ImageSet, load_dataset, subset_per_class, CIFAR10_MEAN, CIFAR
                          atomic_torch_save, DataNotFound)
 from .models import build_model, resolve_model_name
 from .attacks import make_attack, BadNets, Blended, WaNet, LabelConsistent, patch_trigger, poison_dataset, save_index, PoisonedData
-from .train import get_device, train_supervised, predict, backdoor_metrics, load_checkpoint
+from .train import (get_device, train_supervised, predict, backdoor_metrics, load_checkpoint, prepare_model,
+                          as_input, autocast)
 
 # %% auto #0
 __all__ = ['DATA_KEYS', 'ATTACK_KEYS', 'SUPERVISED_KEYS', 'setup_run', 'norm_stats', 'load_run_data', 'find_trigger',
@@ -169,7 +170,6 @@ def run_no_defense(cfg: RunConfig, data: PoisonedData, num_classes: int, rdir: P
 def time_paper_epoch(n_train=50_000, batch_size=128, steps=3, device=None, image_size=32, model='resnet18_cifar',
                      num_classes=10) -> dict:
     "Measured images/s of full-width supervised training steps (after one warm-up step) and the implied minutes per epoch."
-    from dbd_nb.train import prepare_model, as_input, autocast
     device = device or get_device('auto')
     m = prepare_model(build_model(model, num_classes, 64), device)
     opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
