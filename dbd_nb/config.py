@@ -95,6 +95,7 @@ class RunConfig:
     sce_beta: float = 1.0
     s2_bn_mode: str = 'train'        # BatchNorm of the frozen backbone: 'train' (authors' code) or 'eval'
     filter_rate: float = 0.5         # alpha: share of lowest-loss samples kept as labelled
+    s2_compare: bool = True          # also train the other loss (CE/SCE, Figure 3) and the other BN mode, for comparison
     # --- DBD stage 3 (MixMatch, Sec. 4.5)
     mm_epochs: int = 190
     mm_iters: int = 1024             # iterations per epoch
@@ -120,6 +121,9 @@ def _check_type(key, value):
         if opt: return None
         raise ConfigError(f"parameter '{key}': None is not allowed (expected {t})")
     base = t.replace('typing.Optional[', '').rstrip(']')
+    if base == 'bool':
+        if not isinstance(value, bool): raise ConfigError(f"parameter '{key}': expected true or false, got {value!r}")
+        return value
     if base == 'int':
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer(): return int(value)
@@ -156,7 +160,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         if getattr(cfg, key) <= 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
     for key in ('subset_per_class', 'test_per_class', 'ssl_epochs', 's2_epochs', 'mm_epochs', 'num_threads', 'lc_steps', 'lc_surrogate_epochs', 'monitor_size'):
         if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
-    for key in ('blended_alpha', 'wanet_noise_rate', 'filter_rate'):
+    for key in ('ssl_lr', 's2_lr', 'mm_lr', 'ssl_temperature', 'mm_T', 'mm_alpha'):
+        if not getattr(cfg, key) > 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
+    for key in ('mm_lambda_u', 'mm_rampup_epochs', 'sce_alpha', 'sce_beta'):
+        if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
+    if not 0 < cfg.filter_rate <= 1: raise ConfigError(f"parameter 'filter_rate': must lie in (0, 1], got {cfg.filter_rate}")
+    for key in ('blended_alpha', 'wanet_noise_rate'):
         if not 0 <= getattr(cfg, key) <= 1: raise ConfigError(f"parameter '{key}': must lie in [0, 1], got {getattr(cfg, key)}")
     if cfg.badnets_patch_loc not in ('upper_left', 'upper_right', 'center', 'lower_left', 'lower_right'):
         raise ConfigError(f"parameter 'badnets_patch_loc': unknown value {cfg.badnets_patch_loc!r}; allowed: "

@@ -15,7 +15,7 @@ import torch
 
 # %% auto #0
 __all__ = ['ATTACK_TITLES', 'save_examples', 'gallery_figure', 'figure4', 'history_figure', 'load_reference', 'paper_cell',
-           'results_table', 'write_table']
+           'results_table', 'write_table', 'table1_frame', 'dbd_stage_table', 'table1']
 
 # %% ../nbs/15_report.ipynb #c004
 ATTACK_TITLES = dict(badnets='BadNets', blended='Blended', wanet='WaNet', label_consistent='Label-Consistent')
@@ -107,3 +107,48 @@ def write_table(df: pd.DataFrame, folder, name, caption='') -> Path:
     folder = Path(folder); df.to_csv(folder / f'{name}.csv', index=False)
     (folder / f'{name}.md').write_text((f'{caption}\n\n' if caption else '') + df.to_markdown(index=False) + '\n')
     return folder / f'{name}.md'
+
+# %% ../nbs/15_report.ipynb #c011
+def table1_frame(long: pd.DataFrame, attacks) -> pd.DataFrame:
+    "Pivot `results_table` rows (defense x attack) into one row per defense with per-attack columns."
+    rows = []
+    for d in dict.fromkeys(long.defense):
+        row = {'defense': {'no_defense': 'No Defense', 'dbd': 'DBD'}.get(d, d)}
+        for a in attacks:
+            r = long[(long.defense == d) & (long.attack == a)]
+            if not len(r): continue
+            r = r.iloc[0]; t = ATTACK_TITLES.get(a, a)
+            row.update({f'{t} BA': r.BA, f'{t} BA (paper)': r.paper_BA, f'{t} ASR': r.ASR, f'{t} ASR (paper)': r.paper_ASR,
+                        f'{t} NTR': r.natural_target_rate})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+def dbd_stage_table(ds_dir, attacks) -> pd.DataFrame:
+    "Per attack: stage-1 kNN accuracy and poisoned-neighbour share, stage-2 filtering counts, wall minutes per stage."
+    rows = []
+    for a in attacks:
+        p = Path(ds_dir) / a / 'metrics.json'
+        m = json.loads(p.read_text()) if p.exists() else {}
+        if 'dbd' not in m: continue
+        s1, s2, d = m.get('stage1', {}), m.get('stage2', {}), m['dbd']
+        rows.append(dict(attack=a, knn_acc=s1.get('knn_acc'), poison_nn_frac=s1.get('poison_nn_frac'),
+                         poison_share=s1.get('poison_share'), s2_kept=s2.get('n_kept'), s2_poison_kept=s2.get('n_poison_kept'),
+                         n_poison=s2.get('n_poison'), s2_head_BA=s2.get('head_ba'), s2_head_ASR=s2.get('head_asr'),
+                         **{f'{k}_min': round(v / 60, 1) for k, v in d.get('stage_s', {}).items()},
+                         no_defense_min=round(m.get('no_defense', {}).get('train_s', float('nan')) / 60, 1)))
+    return pd.DataFrame(rows)
+
+def table1(root, profile, dataset, attacks=tuple(ATTACK_TITLES), out_dir=None, seed=0) -> pd.DataFrame:
+    "Write outputs/<profile>/<dataset>/table1.{csv,md} and dbd_stages.{csv,md}; return the wide Table 1."
+    ds = (Path(out_dir) if out_dir else Path(root) / 'outputs') / profile / dataset
+    long = results_table(ds, attacks, ('no_defense', 'dbd'), load_reference(root))
+    if not len(long): return long
+    hw = '; '.join(dict.fromkeys(long.hardware.dropna()))
+    t1 = table1_frame(long, attacks)
+    write_table(t1, ds, 'table1', f'Table 1 (Label-Consistent: Table 2, eps 16, rate 2.5%) on {dataset}, profile {profile}, '
+                f'seed {seed}; hardware: {hw}. NTR: natural target rate. "(paper)": the paper\'s full-recipe numbers.')
+    st = dbd_stage_table(ds, attacks)
+    if len(st):
+        write_table(st, ds, 'dbd_stages', f'DBD stages on {dataset}, profile {profile}, seed {seed}; hardware: {hw}. '
+                    's2_poison_kept: poisoned samples among the high-credible samples (paper, BadNets: 8 of 25,000).')
+    return t1

@@ -14,7 +14,7 @@ __all__ = ['DEFAULT_CHAIN', 'CHAINS', 'step_signature', 'run_step', 'summarise',
 
 # %% ../nbs/16_runner.ipynb #c004
 DEFAULT_CHAIN = ('01_attacks',)
-CHAINS = {'no_defense': ('01_attacks',)}
+CHAINS = {'no_defense': ('01_attacks',), 'dbd': ('01_attacks', '02_stage1', '03_stage2', '04_stage3')}
 
 def _parse_value(s: str):
     "`-p key=value` values are YAML scalars: 3 -> int, 0.5 -> float, null -> None, [1, 2] -> list."
@@ -61,6 +61,8 @@ def summarise(root: Path, profile: str, dataset: str, attacks=ATTACKS, out_dir=N
                     f'No Defense on {dataset}, profile {profile}, seed {cfg.seed}; hardware: {hw}. '
                     'Paper: Table 1 (and Table 2 for Label-Consistent, eps 16, rate 2.5%).')
     figure4(ds, attacks, ds / 'figure4_attacks.png', f'{dataset}, profile {profile}, seed {cfg.seed}')
+    from dbd_nb.report import table1
+    table1(root, profile, dataset, attacks, out_dir, cfg.seed)     # writes table1.* once a DBD run exists
     return df
 
 # %% ../nbs/16_runner.ipynb #c006
@@ -70,7 +72,7 @@ def main(argv=None):
     ap.add_argument('--profile', default='cpu', help='params/<profile>.yaml (smoke, cpu, paper, ...)')
     ap.add_argument('--dataset', default='cifar10', choices=DATASETS)
     ap.add_argument('--attacks', nargs='+', default=list(ATTACKS), choices=ATTACKS)
-    ap.add_argument('--chain', default='no_defense', help=f"named chain ({', '.join(CHAINS)}) or comma-separated notebook stems")
+    ap.add_argument('--chain', default='dbd', help=f"named chain ({', '.join(CHAINS)}) or comma-separated notebook stems")
     ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help='extra parameter for every notebook')
     ap.add_argument('--params', type=Path, help='YAML file of extra parameters for every notebook')
     ap.add_argument('--force', action='store_true', help='redo finished steps')
@@ -94,4 +96,6 @@ def main(argv=None):
         print(f'dbd-run: {e}', file=sys.stderr); return 2
     df = summarise(root, a.profile, a.dataset, ATTACKS, extra.get('out_dir'))
     if len(df): print(df.drop(columns=['hardware']).to_string(index=False))
+    ds = (Path(extra['out_dir']) if extra.get('out_dir') else root / 'outputs') / a.profile / a.dataset
+    if (ds / 'table1.md').exists() and any(nb != '01_attacks' for nb in chain): print((ds / 'table1.md').read_text())
     return 0
