@@ -4,17 +4,19 @@
 
 # %% ../nbs/16_runner.ipynb #c003
 from __future__ import annotations
-import argparse, hashlib, json, sys, time
+import argparse, hashlib, json, os, sys, time
 from pathlib import Path
 import yaml
 from .config import find_project_root, ATTACKS, DATASETS, ConfigError, resolve_config
 
 # %% auto #0
-__all__ = ['DEFAULT_CHAIN', 'CHAINS', 'step_signature', 'run_step', 'summarise', 'main']
+__all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'step_signature', 'run_step', 'summarise', 'main']
 
 # %% ../nbs/16_runner.ipynb #c004
 DEFAULT_CHAIN = ('01_attacks',)
-CHAINS = {'no_defense': ('01_attacks',), 'dbd': ('01_attacks', '02_stage1', '03_stage2', '04_stage3')}
+CHAINS = {'no_defense': ('01_attacks',), 'dbd': ('01_attacks', '02_stage1', '03_stage2', '04_stage3'), 'revisit': ('00_revisit',)}
+# parameters a notebook takes besides the run configuration (display settings); elsewhere they are unknown keys
+DISPLAY_PARAMS = {'00_revisit': ('revisit_attacks', 'perplexity', 'tsne_backend', 'interactive')}
 
 def _parse_value(s: str):
     "`-p key=value` values are YAML scalars: 3 -> int, 0.5 -> float, null -> None, [1, 2] -> list."
@@ -32,7 +34,8 @@ def step_signature(params: dict, root: Path, notebook: str) -> str:
 def run_step(nb: str, params: dict, root: Path, force=False, log=print) -> Path:
     "Execute nbs/<nb>.ipynb with papermill into the run folder unless an identical finished step exists."
     import papermill as pm
-    cfg = resolve_config(params, root / 'params')          # fail fast, before starting a kernel
+    own = DISPLAY_PARAMS.get(nb, ())
+    cfg = resolve_config({k: v for k, v in params.items() if k not in own}, root / 'params')   # fail fast, before a kernel starts
     rdir = (Path(cfg.out_dir) if cfg.out_dir else root / 'outputs') / cfg.profile / cfg.dataset / cfg.attack
     rdir.mkdir(parents=True, exist_ok=True)
     out, marker = rdir / f'{nb}.ipynb', rdir / '.done' / nb
@@ -41,6 +44,7 @@ def run_step(nb: str, params: dict, root: Path, force=False, log=print) -> Path:
         log(f'[dbd-run] reuse   {out.relative_to(root) if out.is_relative_to(root) else out}'); return out
     log(f'[dbd-run] run     {nb} {params}')
     t0 = time.time()
+    os.environ['DBD_HEADLESS'] = '1'          # notebooks skip interactive widgets in runner executions
     pm.execute_notebook(str(root / 'nbs' / f'{nb}.ipynb'), str(out), parameters=params, cwd=str(root / 'nbs'),
                         kernel_name='python3', progress_bar=False, log_output=False)
     marker.parent.mkdir(exist_ok=True); marker.write_text(sig)
