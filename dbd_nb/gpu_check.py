@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_gpu_check.ipynb #c003
 from __future__ import annotations
-import argparse, json, statistics, sys, time
+import argparse, json, sys, time
 from pathlib import Path
 import numpy as np
 import torch, torch.nn.functional as F
@@ -19,18 +19,10 @@ def fwd_gflop(width=64) -> float:
     "Counted forward GFLOP per image of the CIFAR ResNet-18 at `width` (conv FLOPs ~ width^2)."
     return FWD_GFLOP_W64 * (width / 64) ** 2
 
-def _sync(device):
-    if device.type == 'cuda': torch.cuda.synchronize()
-
 def time_step(step, device, steps=10, warmup=3, repeats=3) -> float:
-    "Median over `repeats` of the mean seconds per call of `step()`, after `warmup` calls."
-    for _ in range(warmup): step()
-    _sync(device); out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps): step()
-        _sync(device); out.append((time.perf_counter() - t0) / steps)
-    return statistics.median(out)
+    "Median seconds per call of `step()` (the inverse of `dbd_nb.bench.measure` with one item per call)."
+    from dbd_nb.bench import measure
+    return 1 / measure(step, 1, device, steps, warmup, repeats)
 
 def stage_throughput(device, width=64, steps=10, n_classes=10, size=32) -> dict:
     """Images per second of one optimiser step (or pass) of each stage at the paper's batch sizes, on random uint8
