@@ -10,7 +10,7 @@ import torch, torch.nn.functional as F
 from PIL import Image
 
 # %% auto #0
-__all__ = ['PILSet', 'pil_transforms', 'measure', 'loader_stream', 'bench_stages']
+__all__ = ['PILSet', 'pil_transforms', 'measure', 'loader_stream', 'bench_stages', 'bench_fast_path']
 
 # %% ../nbs/90_benchmarks.ipynb #c004
 class PILSet(torch.utils.data.Dataset):
@@ -155,3 +155,49 @@ def bench_stages(x, y, *, width=16, device=None, steps=5, repeats=3, workers=2, 
         else: raise ValueError(f'unknown stage {stage!r}')
     streams.clear()
     return pd.DataFrame(rows)
+
+# %% ../nbs/90_benchmarks.ipynb #c008
+def bench_fast_path(x, y, *, width=16, device=None, steps=5, repeats=3, modes=None, mean=(0.5,) * 3, std=(0.25,) * 3,
+                    stages=('supervised', 'mixmatch')) -> 'pd.DataFrame':
+    "Images/s of a supervised and a MixMatch step per `torch.compile` mode, with the speed-up over eager."
+    import pandas as pd
+    from dbd_nb.models import build_model
+    from dbd_nb.train import prepare_model, as_input, autocast, maybe_compile, optimizer_kwargs
+    from dbd_nb.data import augment_batch, to_float
+    from dbd_nb.augment import weak_augment
+    from dbd_nb.ssl import normalize01
+    from dbd_nb.stage3 import mixmatch_loss
+    device = device or torch.device('cpu')
+    modes = modes or (('none', 'default', 'reduce-overhead') if device.type == 'cuda' else ('none', 'default'))
+    n_cls = int(y.max()) + 1
+    g = torch.Generator(device=device).manual_seed(0)
+    xd, yd = x.to(device), y.to(device)
+    idx = lambda n: torch.randint(0, len(xd), (n,), device=device, generator=g)
+    rows = []
+    for stage in stages:
+        for mode in modes:
+            torch._dynamo.reset(); torch.manual_seed(0)
+            m = prepare_model(build_model('resnet18_cifar', n_cls, width), device); net = maybe_compile(m, mode)
+            if stage == 'supervised':
+                opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, **optimizer_kwargs(device)); n = 128
+                def step():
+                    i = idx(128); xb = as_input(to_float(augment_batch(xd[i], 'crop_flip', generator=g), mean, std))
+                    with autocast(device): l = F.cross_entropy(net(xb), yd[i])
+                    opt.zero_grad(set_to_none=True); l.backward(); opt.step()
+            elif stage == 'mixmatch':
+                opt = torch.optim.Adam(m.parameters(), 0.002, **optimizer_kwargs(device)); n = 192
+                def step():
+                    i, j = idx(64), idx(64)
+                    xl = normalize01(weak_augment(xd[i], generator=g), mean, std)
+                    xu = [normalize01(weak_augment(xd[j], generator=g), mean, std) for _ in range(2)]
+                    lx, lu = mixmatch_loss(net, xl, yd[i], xu, num_classes=n_cls, lam=0.7, generator=g, net=net)
+                    opt.zero_grad(set_to_none=True); (lx + 15 * lu).backward(); opt.step()
+            else: raise ValueError(f'unknown stage {stage!r}')
+            t0 = time.perf_counter(); step(); step(); _sync(device); first = time.perf_counter() - t0
+            rows.append(dict(stage=stage, compile=mode, img_per_s=round(measure(step, n, device, steps, 1, repeats), 1),
+                             first_steps_s=round(first, 1)))
+    df = pd.DataFrame(rows)
+    eager = df[df.compile == 'none'].set_index('stage').img_per_s
+    df['speedup_vs_eager'] = [round(r.img_per_s / eager[r.stage], 2) if r.stage in eager else float('nan') for r in df.itertuples()]
+    torch._dynamo.reset()
+    return df

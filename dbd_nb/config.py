@@ -22,7 +22,7 @@ AUGMENTS = ('none', 'flip', 'crop_flip')
 SCHEDULES = ('multistep', 'cosine', 'onecycle')
 
 CHOICES = dict(dataset=DATASETS, attack=ATTACKS, model=MODELS, augment=AUGMENTS, lr_schedule=SCHEDULES,
-               device=('auto', 'cpu', 'cuda'), blended_trigger=('auto', 'hello_kitty', 'noise'),
+               device=('auto', 'cpu', 'cuda'), compile=('none', 'default', 'reduce-overhead', 'max-autotune'), blended_trigger=('auto', 'hello_kitty', 'noise'),
                lc_surrogate=('clean', 'none'), ssl_method=('simclr',), s2_loss=('sce', 'ce'),
                s2_bn_mode=('train', 'eval'))
 
@@ -76,6 +76,8 @@ class RunConfig:
     # --- execution
     device: str = 'auto'             # auto | cpu | cuda
     num_threads: int = 0             # CPU threads for torch (0 = torch's default)
+    nproc: int = 1                   # processes (GPUs) per training stage; > 1 launches torchrun + DDP (nbs/19_parallel)
+    compile: str = 'none'            # torch.compile mode of the training loops: none | default | reduce-overhead | max-autotune
     eval_batch_size: int = 512
     monitor_size: int = 1000         # test images per set evaluated after every epoch (0 = final evaluation only)
     # --- DBD stage 1 (SimCLR, Sec. 4.3, App. A/B.3/I)
@@ -143,7 +145,7 @@ def _check_type(key, value):
     return value
 
 _N_CLASSES = dict(cifar10=10, synthetic=10)
-_POSITIVE = ('epochs', 'batch_size', 'eval_batch_size', 'ssl_batch_size', 's2_batch_size', 'mm_batch_size',
+_POSITIVE = ('nproc', 'epochs', 'batch_size', 'eval_batch_size', 'ssl_batch_size', 's2_batch_size', 'mm_batch_size',
              'mm_iters', 'width', 'image_size', 'num_classes', 'wanet_k')
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -233,7 +235,7 @@ def run_dir(cfg: RunConfig, root: Path, attack=True) -> Path:
 def config_hash(cfg: RunConfig, keys=None) -> str:
     "Short hash of the config (or of `keys` only): a finished stage is reused only when it matches."
     d = asdict(cfg)
-    ignore = {'out_dir', 'cache_dir', 'data_root', 'device', 'num_threads', 'eval_batch_size'}
+    ignore = {'out_dir', 'cache_dir', 'data_root', 'device', 'num_threads', 'eval_batch_size', 'nproc', 'compile'}
     d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if (keys is None or k in keys) and k not in ignore}
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from .parallel import is_main
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_JPEG_SHA256', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ImageSet',
@@ -157,8 +158,10 @@ def load_cifar10(data_root=None, cache_dir=None, project_root=None, download=Tru
 
 # %% ../nbs/11_data.ipynb #c011
 def atomic_torch_save(obj, path):
-    "torch.save to `path` via a temporary file and an atomic rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    "torch.save to `path` via a temporary file and an atomic rename; under torchrun only rank 0 writes."
+    path = Path(path)
+    if not is_main(): return path
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     torch.save(obj, tmp)
     os.replace(tmp, path)

@@ -14,11 +14,12 @@ from .models import build_model, resolve_model_name
 from .attacks import make_attack, BadNets, Blended, WaNet, LabelConsistent, patch_trigger, poison_dataset, save_index, PoisonedData
 from .train import (get_device, train_supervised, predict, backdoor_metrics, load_checkpoint, prepare_model,
                           as_input, autocast)
+from .parallel import is_main, launch_if_needed
 
 # %% auto #0
 __all__ = ['DATA_KEYS', 'ATTACK_KEYS', 'SUPERVISED_KEYS', 'setup_run', 'norm_stats', 'load_run_data', 'find_trigger',
-           'attack_from_config', 'model_for', 'supervised_kwargs', 'get_poisoned', 'update_metrics', 'read_metrics',
-           'evaluate_backdoor', 'monitor_subset', 'run_no_defense', 'time_paper_epoch']
+           'attack_from_config', 'poison_keys', 'model_for', 'supervised_kwargs', 'get_poisoned', 'update_metrics',
+           'read_metrics', 'evaluate_backdoor', 'monitor_subset', 'run_no_defense', 'time_paper_epoch']
 
 # %% ../nbs/14_experiment.ipynb #c004
 def setup_run(nb_params: dict, cwd=None, attack_dir=True):
@@ -80,6 +81,13 @@ ATTACK_KEYS = DATA_KEYS + ('attack', 'target_label', 'poisoning_rate', 'badnets_
 SUPERVISED_KEYS = ('model', 'width', 'epochs', 'batch_size', 'lr', 'momentum', 'weight_decay', 'lr_schedule',
                    'milestones', 'lr_gamma', 'augment')
 
+def poison_keys(cfg: RunConfig) -> tuple:
+    """The parameters the poisoned training set depends on, for checkpoint tags. Label-Consistent's PGD perturbation
+    is computed against a surrogate trained with the supervised recipe, so for it those keys count too: changing
+    the recipe rebuilds the poisoned set and every stage trained on it."""
+    lc = cfg.attack == 'label_consistent' and cfg.lc_surrogate == 'clean'
+    return ATTACK_KEYS + (SUPERVISED_KEYS + ('lc_surrogate_epochs',) if lc else ())
+
 def model_for(cfg: RunConfig, num_classes: int):
     return build_model(resolve_model_name(cfg.model, cfg.dataset, cfg.image_size), num_classes, cfg.width)
 
@@ -87,12 +95,12 @@ def supervised_kwargs(cfg: RunConfig, epochs=None) -> dict:
     mean, std = norm_stats(cfg.dataset)
     return dict(epochs=epochs or cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
                 weight_decay=cfg.weight_decay, schedule=cfg.lr_schedule, milestones=cfg.milestones, gamma=cfg.lr_gamma,
-                augment=cfg.augment, mean=mean, std=std, seed=cfg.seed)
+                augment=cfg.augment, mean=mean, std=std, seed=cfg.seed, compile_mode=cfg.compile)
 
 # %% ../nbs/14_experiment.ipynb #c010
 def get_poisoned(cfg: RunConfig, train: ImageSet, test: ImageSet, rdir: Path, root=None, device=None, progress=True):
     "Poisoned data for the run: loaded from rdir/ckpt/poisoned.pt when its settings match, else built and saved."
-    path, tag = Path(rdir) / 'ckpt' / 'poisoned.pt', config_hash(cfg, ATTACK_KEYS)
+    path, tag = Path(rdir) / 'ckpt' / 'poisoned.pt', config_hash(cfg, poison_keys(cfg))
     ck = load_checkpoint(path, tag)
     if ck is not None: return ck['data'], ck['info']
     device = device or get_device(cfg.device)
@@ -115,8 +123,9 @@ def get_poisoned(cfg: RunConfig, train: ImageSet, test: ImageSet, rdir: Path, ro
 
 # %% ../nbs/14_experiment.ipynb #c012
 def update_metrics(rdir, key, values: dict) -> dict:
-    "Merge `values` under `key` into rdir/metrics.json (atomic rewrite)."
+    "Merge `values` under `key` into rdir/metrics.json (atomic rewrite; under torchrun by rank 0 only)."
     p = Path(rdir) / 'metrics.json'
+    if not is_main(): return values
     d = json.loads(p.read_text()) if p.exists() else {}
     d[key] = values
     tmp = p.with_name('.metrics.json.tmp'); tmp.write_text(json.dumps(d, indent=2)); os.replace(tmp, p)
@@ -148,15 +157,17 @@ def run_no_defense(cfg: RunConfig, data: PoisonedData, num_classes: int, rdir: P
     mean, std = norm_stats(cfg.dataset)
     model = model_for(cfg, num_classes)
     ck_path = Path(rdir) / 'ckpt' / 'no_defense.pt'
-    tag = config_hash(cfg, ATTACK_KEYS + SUPERVISED_KEYS)
+    tag = config_hash(cfg, poison_keys(cfg) + SUPERVISED_KEYS)
     mon = monitor_subset(data, cfg.monitor_size, cfg.seed) if cfg.monitor_size else None
     def monitor(m):   # cheap per-epoch check on a fixed random subset of each test set
         r = evaluate_backdoor(m, mon, mean, std, cfg.eval_batch_size)
         return {k: r[k] for k in ('ba', 'asr', 'natural_target_rate')}
     t0 = time.time()
+    launch_if_needed('no_defense', cfg, rdir, ck_path, tag)
     hist = train_supervised(model, data.x_train, data.y_train, device=device, ckpt_path=ck_path, tag=tag,
                             eval_fn=monitor if mon else None, progress=progress, desc=f'No Defense [{cfg.attack}]',
                             **supervised_kwargs(cfg))
+    if not is_main(): return model, {}, hist    # under torchrun the evaluation below is rank 0's job
     train_s = sum(h['epoch_s'] for h in hist)
     res = evaluate_backdoor(model, data, mean, std, cfg.eval_batch_size)
     res.update(train_s=round(train_s, 1), epochs=cfg.epochs, s_per_epoch=round(train_s / max(1, len(hist)), 2),

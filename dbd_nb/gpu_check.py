@@ -28,19 +28,20 @@ def stage_throughput(device, width=64, steps=10, n_classes=10, size=32) -> dict:
     """Images per second of one optimiser step (or pass) of each stage at the paper's batch sizes, on random uint8
     images already on `device`; plus achieved TFLOP/s against the counted FLOPs."""
     from dbd_nb.models import build_model
-    from dbd_nb.train import prepare_model, as_input, autocast
+    from dbd_nb.train import prepare_model, as_input, autocast, optimizer_kwargs
     from dbd_nb.data import augment_batch, to_float
     from dbd_nb.augment import simclr_augment, weak_augment
     from dbd_nb.ssl import make_ssl, normalize01
     from dbd_nb.stage2 import get_loss
     from dbd_nb.stage3 import mixmatch_loss
     g = torch.Generator(device=device).manual_seed(0)
+    ok = optimizer_kwargs(device)     # fused optimisers on CUDA, as in training
     x = torch.randint(0, 256, (2048, 3, size, size), dtype=torch.uint8, device=device)
     y = torch.randint(0, n_classes, (2048,), device=device)
     m = prepare_model(build_model('resnet18_cifar', n_classes, width), device)
     mean, std = (0.5,) * 3, (0.25,) * 3
     F1 = fwd_gflop(width); res = {}
-    sgd = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    sgd = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, **ok)
     def sup():
         i = torch.randint(0, 2048, (128,), device=device, generator=g)
         xb = as_input(to_float(augment_batch(x[i], 'crop_flip', generator=g), mean, std))
@@ -48,21 +49,21 @@ def stage_throughput(device, width=64, steps=10, n_classes=10, size=32) -> dict:
         sgd.zero_grad(set_to_none=True); loss.backward(); sgd.step()
     s = time_step(sup, device, steps); res['supervised'] = dict(batch=128, img_per_s=128 / s, tflops=128 / s * 3 * F1 / 1e3)
     ssl = prepare_model(make_ssl('simclr', m.backbone, m.feat_dim), device)
-    opt = torch.optim.SGD(ssl.parameters(), lr=0.01, momentum=0.9)
+    opt = torch.optim.SGD(ssl.parameters(), lr=0.01, momentum=0.9, **ok)
     def simclr():
         i = torch.randint(0, 2048, (512,), device=device, generator=g)
         v1 = as_input(normalize01(simclr_augment(x[i], generator=g), mean, std)); v2 = as_input(normalize01(simclr_augment(x[i], generator=g), mean, std))
         with autocast(device): loss = ssl.loss(v1, v2)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     s = time_step(simclr, device, steps); res['simclr'] = dict(batch=512, img_per_s=512 / s, tflops=512 / s * 2 * 3 * F1 / 1e3)
-    head_opt = torch.optim.Adam(m.head.parameters(), 0.002); sce = get_loss('sce')
+    head_opt = torch.optim.Adam(m.head.parameters(), 0.002, **ok); sce = get_loss('sce')
     def stage2():
         i = torch.randint(0, 2048, (128,), device=device, generator=g)
         xb = as_input(normalize01(weak_augment(x[i], generator=g), mean, std))
         with torch.no_grad(), autocast(device): f = m.backbone(xb)
         loss = sce(m.head(f.float()), y[i]).mean(); head_opt.zero_grad(); loss.backward(); head_opt.step()
     s = time_step(stage2, device, steps); res['stage2'] = dict(batch=128, img_per_s=128 / s, tflops=128 / s * F1 / 1e3)
-    adam = torch.optim.Adam(m.parameters(), 0.002)
+    adam = torch.optim.Adam(m.parameters(), 0.002, **ok)
     def mixmatch():
         i = torch.randint(0, 2048, (64,), device=device, generator=g); j = torch.randint(0, 2048, (64,), device=device, generator=g)
         xl = normalize01(weak_augment(x[i], generator=g), mean, std)
@@ -116,6 +117,9 @@ def main(argv=None):
     ap.add_argument('--budget_s', type=float, default=300, help='seconds of training for the reduced DBD run (0: skip it)')
     ap.add_argument('--bench_steps', type=int, default=20); ap.add_argument('--out_dir', default=None)
     ap.add_argument('--subset_per_class', type=int, default=0)
+    ap.add_argument('--fast_path', action='store_true',
+                    help='also time eager vs torch.compile modes (CUDA graphs on CUDA) for the supervised and MixMatch steps')
+    ap.add_argument('--compile', default='none', help='torch.compile mode of the reduced DBD run (none | default | reduce-overhead)')
     a = ap.parse_args(argv)
     root = find_project_root(); t_start = time.time()
     out = Path(a.out_dir) if a.out_dir else root / 'outputs' / 'bench'; out.mkdir(parents=True, exist_ok=True)
@@ -130,9 +134,14 @@ def main(argv=None):
     proj = project_paper(tp, n_train)
     print(f'[gpu_check] projected minutes of the paper recipe on {n_train} images: {proj}', flush=True)
     report = dict(hardware=hardware_string(), width=a.width, throughput=tp, projected_min=proj, n_train=n_train)
+    if a.fast_path:
+        from dbd_nb.bench import bench_fast_path
+        fp = bench_fast_path(train.x, train.y, width=a.width, device=dev, steps=a.bench_steps, repeats=3)
+        print('[gpu_check] eager vs torch.compile (img/s after compilation; first_steps_s includes it):\n' + fp.to_string(index=False), flush=True)
+        report['fast_path'] = fp.to_dict('records')
     if a.budget_s > 0:
         rec = reduced_recipe(tp, a.budget_s, n_train)
-        cfg = cfg.replace(profile='gpucheck', **rec)
+        cfg = cfg.replace(profile='gpucheck', compile=a.compile, **rec)
         print(f'[gpu_check] reduced recipe for {a.budget_s:.0f} s: {rec}', flush=True)
         t0 = time.time()
         data, info = get_poisoned(cfg, train, test, out / 'runs' / a.attack, root, dev, progress=False)

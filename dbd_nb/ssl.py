@@ -10,7 +10,9 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .data import atomic_torch_save, to_float
 from .augment import simclr_augment
-from .train import prepare_model, as_input, autocast, lr_at, load_checkpoint, predict
+from .train import (prepare_model, as_input, autocast, lr_at, load_checkpoint, predict, resume, save_progress,
+                          maybe_compile, optimizer_kwargs)
+from .parallel import rank_world, shard, all_sum, gather_cat, ddp, sync_batchnorm, is_main, launch_if_needed
 
 def normalize01(x, mean, std):
     "A float batch in [0, 1] -> normalised with per-channel `mean`, `std`."
@@ -43,9 +45,11 @@ class SimCLR(nn.Module):
         super().__init__()
         self.backbone, self.temperature = backbone, temperature
         self.proj = nn.Sequential(nn.Linear(feat_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out))
-    def loss(self, x1, x2):
-        z = self.proj(self.backbone(torch.cat((x1, x2))))
-        return nt_xent(*z.chunk(2), self.temperature)
+    def forward(self, x1, x2):
+        "NT-Xent of the two views; under torchrun the projections of all ranks are gathered (with gradients) first."
+        z1, z2 = self.proj(self.backbone(torch.cat((x1, x2)))).chunk(2)
+        return nt_xent(gather_cat(z1), gather_cat(z2), self.temperature)
+    loss = forward
 
 def make_ssl(name, backbone, feat_dim, **kw):
     if name not in SSL_METHODS: raise ValueError(f"unknown ssl_method {name!r}; allowed: {', '.join(SSL_METHODS)}")
@@ -64,21 +68,22 @@ def knn_accuracy(backbone_model, x_ref, y_ref, x_q, y_q, mean, std, k=20, batch_
 # %% ../nbs/02_stage1.ipynb #c012
 def train_ssl(model, x, *, epochs, schedule_epochs, batch_size=512, lr=0.4, momentum=0.9, weight_decay=1e-4,
               method='simclr', temperature=0.5, mean=(0.5,) * 3, std=(0.25,) * 3, device=None, seed=0,
-              ckpt_path=None, tag='', monitor=None, progress=True, stop_after=None, desc='SimCLR'):
+              compile_mode='none', ckpt_path=None, tag='', monitor=None, progress=True, stop_after=None, desc='SimCLR'):
     """Self-supervised training of `model.backbone` on uint8 images `x` (labels never used).
-    `monitor(model) -> dict` runs after each epoch. Returns the per-epoch history."""
+    `monitor(model) -> dict` runs after each epoch. Returns the per-epoch history. Under torchrun each rank embeds
+    its slice of the global batch, BatchNorm is synchronised and the loss sees the negatives of all ranks."""
+    world = rank_world()[1]
     device = device or torch.device('cpu')
     with torch.random.fork_rng(devices=[]):      # the projection head's initialisation depends on `seed` only
         torch.manual_seed(seed); ssl = make_ssl(method, model.backbone, model.feat_dim, temperature=temperature)
-    ssl = prepare_model(ssl, device); x = x.to(device)
-    opt = torch.optim.SGD(ssl.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    ssl = sync_batchnorm(prepare_model(ssl, device)); x = x.to(device)
+    net = maybe_compile(ddp(ssl, device), compile_mode)
+    opt = torch.optim.SGD(ssl.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, **optimizer_kwargs(device))
     g = torch.Generator(device=device).manual_seed(seed)
-    start, history = 0, []
-    ck = load_checkpoint(ckpt_path, tag)
-    if ck is not None:
-        ssl.load_state_dict(ck['ssl']); opt.load_state_dict(ck['opt']); g.set_state(ck['gen'].to(g.get_state().device)); start, history = ck['epoch'], ck['history']
+    start, history, _ = resume(ckpt_path, tag, dict(ssl=ssl, opt=opt), g)
     spe = max(1, len(x) // batch_size)
     bs = min(batch_size, len(x))
+    if bs % world: raise ValueError(f"ssl batch size {bs} must be divisible by the {world} processes")
     bar = tqdm(range(start, epochs), desc=desc, disable=not progress, initial=start, total=epochs)
     for ep in bar:
         ssl.train(); t0 = time.time(); tot = torch.zeros((), device=device)
@@ -88,17 +93,16 @@ def train_ssl(model, x, *, epochs, schedule_epochs, batch_size=512, lr=0.4, mome
                 pg['lr'] = lr_at(ep * spe + i, base_lr=lr, schedule='cosine', steps_per_epoch=spe, epochs=epochs,
                                  total_epochs=schedule_epochs)
             xb = x[perm[i * bs:(i + 1) * bs]]
-            v1 = as_input(normalize01(simclr_augment(xb, generator=g), mean, std))
-            v2 = as_input(normalize01(simclr_augment(xb, generator=g), mean, std))
-            with autocast(device): loss = ssl.loss(v1, v2)
+            v1 = as_input(normalize01(shard(simclr_augment(xb, generator=g)), mean, std))
+            v2 = as_input(normalize01(shard(simclr_augment(xb, generator=g)), mean, std))
+            with autocast(device): loss = net(v1, v2)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.detach()
         dt = time.time() - t0
-        rec = dict(epoch=ep + 1, ssl_loss=(tot / spe).item(), lr=opt.param_groups[0]['lr'], epoch_s=dt, img_per_s=spe * bs / dt)
-        if monitor is not None: rec.update(monitor(model))
+        rec = dict(epoch=ep + 1, ssl_loss=(all_sum(tot) / world / spe).item(), lr=opt.param_groups[0]['lr'], epoch_s=dt,
+                   img_per_s=spe * bs / dt)
+        if monitor is not None and is_main(): rec.update(monitor(model))
         history.append(rec); bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k in ('ssl_loss', 'knn_acc')})
-        if ckpt_path:
-            atomic_torch_save(dict(ssl=ssl.state_dict(), opt=opt.state_dict(), gen=g.get_state(), epoch=ep + 1,
-                                   history=history, tag=tag, done=ep + 1 == epochs), ckpt_path)
+        save_progress(ckpt_path, tag, epoch=ep + 1, epochs=epochs, history=history, states=dict(ssl=ssl, opt=opt), generator=g)
         if stop_after is not None and ep + 1 - start >= stop_after: break
     return history
 
@@ -119,7 +123,7 @@ SSL_KEYS = ('model', 'width', 'ssl_method', 'ssl_epochs', 'ssl_schedule_epochs',
 
 def run_stage1(cfg, data, num_classes, rdir, device=None, progress=True):
     "Stage 1 for a run: SimCLR backbone on `data.x_train`; returns (model with trained backbone, metrics, history)."
-    from dbd_nb.experiment import ATTACK_KEYS, model_for, norm_stats, update_metrics, monitor_subset
+    from dbd_nb.experiment import poison_keys, model_for, norm_stats, update_metrics, monitor_subset
     from dbd_nb.config import config_hash, hardware_string
     from dbd_nb.train import get_device
     device = device or get_device(cfg.device)
@@ -127,17 +131,20 @@ def run_stage1(cfg, data, num_classes, rdir, device=None, progress=True):
     torch.manual_seed(cfg.seed)
     model = prepare_model(model_for(cfg, num_classes), device)
     path = Path(rdir) / 'ckpt' / 'stage1.pt'
-    tag = config_hash(cfg, ATTACK_KEYS + SSL_KEYS)
+    tag = config_hash(cfg, poison_keys(cfg) + SSL_KEYS)
     gb = torch.Generator().manual_seed(cfg.seed)
     bank = torch.randperm(len(data.x_train), generator=gb)[:min(len(data.x_train), 5000)]
     mon = monitor_subset(data, cfg.monitor_size or 200, cfg.seed)
     def monitor(m):
         return dict(knn_acc=knn_accuracy(m, data.x_train[bank], data.y_true[bank], mon.x_test, mon.y_test, mean, std,
                                          batch_size=cfg.eval_batch_size))
+    launch_if_needed('stage1', cfg, rdir, path, tag)
     hist = train_ssl(model, data.x_train, epochs=cfg.ssl_epochs, schedule_epochs=cfg.ssl_schedule_epochs,
                      batch_size=cfg.ssl_batch_size, lr=cfg.ssl_lr, weight_decay=cfg.ssl_weight_decay, method=cfg.ssl_method,
                      temperature=cfg.ssl_temperature, mean=mean, std=std, device=device, seed=cfg.seed, ckpt_path=path,
+                     compile_mode=cfg.compile,
                      tag=tag, monitor=monitor, progress=progress, desc=f'Stage 1 SimCLR [{cfg.attack}]')
+    if not is_main(): return model, {}, hist    # under torchrun the summary below is rank 0's job
     if not hist:   # ssl_epochs = 0: nothing trained, keep the random initialisation
         hist = [dict(epoch=0, ssl_loss=float('nan'), epoch_s=0.0, img_per_s=float('nan'), **monitor(prepare_model(model, device)))]
     feats = predict(model, data.x_train, mean, std, cfg.eval_batch_size, features=True)

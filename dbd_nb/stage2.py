@@ -11,7 +11,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .augment import weak_augment
 from .ssl import normalize01
-from .train import prepare_model, as_input, autocast, predict
+from .train import prepare_model, as_input, autocast, predict, optimizer_kwargs
+from .parallel import rank_world, shard, shard_scale, all_sum, ddp, sync_batchnorm, is_main, from_main, launch_if_needed
 
 # %% auto #0
 __all__ = ['LOSSES', 'S2_KEYS', 'register_loss', 'ce_loss', 'sce_loss', 'get_loss', 'train_head', 'per_sample_loss',
@@ -44,31 +45,39 @@ def get_loss(name, **kw):
     return lambda logits, y: LOSSES[name](logits, y, **kw)
 
 # %% ../nbs/03_stage2.ipynb #c009
-def _ranked_batches(n, batch_size, generator, device):
+def _ranked_batches(n, batch_size, generator, device, min_last=1):
+    "A seeded permutation cut into batches; a last batch smaller than `min_last` joins the one before it."
     perm = torch.randperm(n, device=device, generator=generator)
-    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    b = [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    if len(b) > 1 and len(b[-1]) < min_last: b[-2:] = [torch.cat(b[-2:])]
+    return b
 
 def train_head(model, x, y, *, loss='sce', loss_kw=None, epochs=10, batch_size=128, lr=0.002, bn_mode='train',
                mean=(0.5,) * 3, std=(0.25,) * 3, device=None, seed=0, progress=True, desc='Stage 2 head'):
     """Fit `model.head` with Adam on frozen `model.backbone` features of augmented uint8 images `x`.
-    Returns (history, per-sample training loss as an epochs x len(x) tensor)."""
+    Returns (history, per-sample training loss as an epochs x len(x) tensor). Under torchrun each rank takes its
+    slice of every batch (BatchNorm of the backbone synchronised) and the per-sample losses are summed over ranks."""
+    world = rank_world()[1]
     device = device or torch.device('cpu')
-    model = prepare_model(model, device); x, y = x.to(device), y.to(device)
+    model = sync_batchnorm(prepare_model(model, device)); x, y = x.to(device), y.to(device)
     for p_ in model.backbone.parameters(): p_.requires_grad_(False)
-    opt = torch.optim.Adam(model.head.parameters(), lr=lr)
+    head = ddp(model.head, device)
+    opt = torch.optim.Adam(model.head.parameters(), lr=lr, **optimizer_kwargs(device))
     lf = get_loss(loss, **(loss_kw or {}))
     g = torch.Generator(device=device).manual_seed(seed)
     rec_loss = torch.zeros(epochs, len(x), device=device)
     hist = []
     for ep in tqdm(range(epochs), desc=desc, disable=not progress):
         model.backbone.train(bn_mode == 'train'); model.head.train(); t0 = time.time()
-        for idx in _ranked_batches(len(x), batch_size, g, device):
-            xb = as_input(normalize01(weak_augment(x[idx], generator=g), mean, std))
+        for idx in _ranked_batches(len(x), batch_size, g, device, min_last=world):
+            mine = shard(idx)
+            xb = as_input(normalize01(shard(weak_augment(x[idx], generator=g)), mean, std))
             with torch.no_grad(), autocast(device): f = model.backbone(xb)
-            with autocast(device): out = model.head(f.float())
-            l = lf(out, y[idx])
-            opt.zero_grad(set_to_none=True); l.mean().backward(); opt.step()
-            rec_loss[ep, idx] = l.detach().float()
+            with autocast(device): out = head(f.float())
+            l = lf(out, y[mine])
+            opt.zero_grad(set_to_none=True); (l.sum() * shard_scale(len(mine), len(idx))).backward(); opt.step()
+            rec_loss[ep, mine] = l.detach().float()
+        rec_loss[ep] = all_sum(rec_loss[ep])
         dt = time.time() - t0
         hist.append(dict(epoch=ep + 1, loss=rec_loss[ep].mean().item(), epoch_s=dt, img_per_s=len(x) / dt))
     for p_ in model.backbone.parameters(): p_.requires_grad_(True)
@@ -109,14 +118,15 @@ def filter_report(mask, data, num_classes) -> dict:
 def run_stage2(cfg, data, model, rdir, device=None, progress=True):
     """Stage 2 for a run, from the stage-1 `model`; returns (model with trained head, high-credible mask, results).
     Results hold one entry per variant (loss, BN mode) with its history, per-sample training losses and filter report."""
-    from dbd_nb.experiment import ATTACK_KEYS, norm_stats, update_metrics, evaluate_backdoor
+    from dbd_nb.experiment import poison_keys, norm_stats, update_metrics, evaluate_backdoor
     from dbd_nb.ssl import SSL_KEYS
     from dbd_nb.config import config_hash, hardware_string
     from dbd_nb.train import get_device, load_checkpoint
     from dbd_nb.data import atomic_torch_save
     device = device or get_device(cfg.device)
     mean, std = norm_stats(cfg.dataset)
-    path, tag = Path(rdir) / 'ckpt' / 'stage2.pt', config_hash(cfg, ATTACK_KEYS + SSL_KEYS + S2_KEYS)
+    path, tag = Path(rdir) / 'ckpt' / 'stage2.pt', config_hash(cfg, poison_keys(cfg) + SSL_KEYS + S2_KEYS)
+    launch_if_needed('stage2', cfg, rdir, path, tag)
     ck = load_checkpoint(path, tag)
     if ck is not None:
         model.load_state_dict(ck['model']); model = prepare_model(model, device)
@@ -134,7 +144,8 @@ def run_stage2(cfg, data, model, rdir, device=None, progress=True):
         hist, L = train_head(m, data.x_train, data.y_train, loss=loss, loss_kw=loss_kwargs(cfg), epochs=cfg.s2_epochs,
                              batch_size=cfg.s2_batch_size, lr=cfg.s2_lr, bn_mode=bn, mean=mean, std=std, device=device,
                              seed=cfg.seed, progress=progress, desc=f'Stage 2 {loss}/{bn} [{cfg.attack}]')
-        final = per_sample_loss(m, data.x_train, data.y_train, loss, loss_kwargs(cfg), mean, std, cfg.eval_batch_size)
+        final = from_main(lambda: per_sample_loss(m, data.x_train, data.y_train, loss, loss_kwargs(cfg), mean, std,
+                                                  cfg.eval_batch_size), torch.zeros(len(data.x_train)))
         mask = select_credible(final, cfg.filter_rate)
         ev = evaluate_backdoor(m, data, mean, std, cfg.eval_batch_size)
         key = f'{loss}/{bn}'
@@ -143,7 +154,7 @@ def run_stage2(cfg, data, model, rdir, device=None, progress=True):
                             **filter_report(mask, data, n_cls))
         if main_model is None: main_model, main_mask = m, mask
     atomic_torch_save(dict(model=main_model.state_dict(), mask=main_mask, results=results, tag=tag), path)
-    (Path(rdir) / 'stage2_index.txt').write_text('\n'.join(map(str, main_mask.nonzero().flatten().tolist())) + '\n')
+    if is_main(): (Path(rdir) / 'stage2_index.txt').write_text('\n'.join(map(str, main_mask.nonzero().flatten().tolist())) + '\n')
     main = results[f'{cfg.s2_loss}/{cfg.s2_bn_mode}']
     update_metrics(rdir, 'stage2', dict(
         **{k: main[k] for k in ('loss', 'bn_mode', 'n_kept', 'n_poison', 'n_poison_kept', 'poison_kept_pct', 'kept_per_label',

@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 from .augment import weak_augment
 from .ssl import normalize01
 from .stage2 import per_sample_loss, select_credible
-from .train import prepare_model, as_input, autocast, load_checkpoint
+from .train import prepare_model, as_input, autocast, load_checkpoint, resume, save_progress, maybe_compile, optimizer_kwargs
+from .parallel import rank_world, shard, gather_cat, all_sum, ddp, sync_batchnorm, is_main, from_main, launch_if_needed
 from .data import atomic_torch_save
 
 # %% auto #0
@@ -28,49 +29,60 @@ def linear_rampup(progress: float, length: float) -> float:
     "min(1, progress / length); 1 when length is 0."
     return 1.0 if length <= 0 else float(np.clip(progress / length, 0.0, 1.0))
 
-def mixmatch_loss(model, xl, yl, xu_views, *, num_classes, T=0.5, lam=0.75, generator=None):
+def mixmatch_loss(model, xl, yl, xu_views, *, num_classes, T=0.5, lam=0.75, generator=None, net=None):
     """One MixMatch loss evaluation. `xl`: normalised labelled batch; `yl`: its labels; `xu_views`: K normalised views
-    of the unlabelled batch; `lam`: the MixUp coefficient, already max(l, 1 - l). Returns (Lx, Lu)."""
+    of the unlabelled batch; `lam`: the MixUp coefficient, already max(l, 1 - l). Returns (Lx, Lu).
+    Under torchrun the batches are the global ones (identical on every rank): each rank guesses labels for its slice,
+    the guesses are gathered, every rank mixes the whole batch with the same permutation and runs its slice of the
+    mixed rows through `net` (the DDP wrapper of `model`); the returned losses are this rank's share, scaled so that
+    DDP's gradient average is the gradient of the global Lx and Lu."""
     n, K = xl.shape[0], len(xu_views)
+    world = rank_world()[1]
     with torch.no_grad():
         with autocast(xl.device):
-            p = sum(F.softmax(model(as_input(v)).float(), 1) for v in xu_views) / K
-        q = sharpen(p, T)
+            p = sum(F.softmax(model(as_input(shard(v))).float(), 1) for v in xu_views) / K
+        q = sharpen(gather_cat(p, grad=False), T)
     x_all = torch.cat([xl, *xu_views])
     t_all = torch.cat([F.one_hot(yl, num_classes).float()] + [q] * K)
     perm = torch.randperm(len(x_all), device=x_all.device, generator=generator)
     x_mix = lam * x_all + (1 - lam) * x_all[perm]
     t_mix = lam * t_all + (1 - lam) * t_all[perm]
-    with autocast(xl.device): logits = model(as_input(x_mix)).float()
-    lx = -(F.log_softmax(logits[:n], 1) * t_mix[:n]).sum(1).mean()
-    lu = ((F.softmax(logits[n:], 1) - t_mix[n:]) ** 2).mean()
+    rows = shard(torch.arange(len(x_all), device=x_all.device)); lab = rows < n
+    with autocast(xl.device): logits = (model if net is None else net)(as_input(x_mix[rows])).float()
+    t = t_mix[rows]
+    lx = -(F.log_softmax(logits[lab], 1) * t[lab]).sum() * world / n
+    lu = ((F.softmax(logits[~lab], 1) - t[~lab]) ** 2).sum() * world / (K * n * num_classes)
     return lx, lu
 
 # %% ../nbs/04_stage3.ipynb #c008
 def train_mixmatch(model, x, y, *, epochs, iters, batch_size=64, lr=0.002, T=0.5, alpha=0.75, lambda_u=15.0,
                    rampup_epochs=190, K=2, filter_rate=0.5, split_loss='sce', split_loss_kw=None,
                    mean=(0.5,) * 3, std=(0.25,) * 3, device=None, seed=0, ckpt_path=None, tag='', eval_fn=None,
-                   is_poison=None, progress=True, stop_after=None, desc='Stage 3 MixMatch', eval_batch_size=512):
+                   is_poison=None, progress=True, stop_after=None, desc='Stage 3 MixMatch', eval_batch_size=512,
+                   compile_mode='none'):
     """MixMatch fine-tuning of the whole `model` on uint8 images `x` with (possibly poisoned) labels `y`; the labelled
     set is the `filter_rate` share of lowest `split_loss` samples, re-chosen each epoch. `is_poison` (ground truth,
-    analysis only) lets the history count poisoned samples in the labelled set. Returns the per-epoch history."""
+    analysis only) lets the history count poisoned samples in the labelled set. Returns the per-epoch history.
+    Under torchrun: BatchNorm synchronised, the split computed on rank 0 and broadcast, each step's batch shared."""
+    world = rank_world()[1]
+    if batch_size % world: raise ValueError(f"mm_batch_size {batch_size} must be divisible by the {world} processes")
     device = device or torch.device('cpu')
-    model = prepare_model(model, device)
+    model = sync_batchnorm(prepare_model(model, device))
+    net = maybe_compile(ddp(model, device), compile_mode)
+    guess = maybe_compile(model, compile_mode)     # the label-guessing forward passes (no gradient, no DDP)
     xd, yd = x.to(device), y.to(device)
     n_cls = model.head.out_features
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, **optimizer_kwargs(device))
     g = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
-    start, history = 0, []
-    ck = load_checkpoint(ckpt_path, tag)
-    if ck is not None:
-        model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt']); g.set_state(ck['gen'].to(g.get_state().device))
-        rng.bit_generator.state = ck['rng']; start, history = ck['epoch'], ck['history']
+    start, history, ck = resume(ckpt_path, tag, dict(model=model, opt=opt), g)
+    if ck is not None: rng.bit_generator.state = ck['rng']
     bar = tqdm(range(start, epochs), desc=desc, disable=not progress, initial=start, total=epochs)
     for ep in bar:
         t0 = time.time()
-        losses = per_sample_loss(model, x, y, split_loss, split_loss_kw, mean, std, eval_batch_size)
-        lab = select_credible(losses, filter_rate)
+        lab = from_main(lambda: select_credible(per_sample_loss(model, x, y, split_loss, split_loss_kw, mean, std,
+                                                                eval_batch_size), filter_rate),
+                        torch.zeros(len(x), dtype=torch.bool))
         li, ui = lab.nonzero().flatten().to(device), (~lab).nonzero().flatten().to(device)
         split_s = time.time() - t0
         model.train(); sx = torch.zeros((), device=device); su = torch.zeros((), device=device)
@@ -80,21 +92,21 @@ def train_mixmatch(model, x, y, *, epochs, iters, batch_size=64, lr=0.002, T=0.5
             xl = normalize01(weak_augment(xd[bl], generator=g), mean, std)
             xu = [normalize01(weak_augment(xd[bu], generator=g), mean, std) for _ in range(K)]
             lam = rng.beta(alpha, alpha); lam = float(max(lam, 1 - lam))
-            lx, lu = mixmatch_loss(model, xl, yd[bl], xu, num_classes=n_cls, T=T, lam=lam, generator=g)
+            lx, lu = mixmatch_loss(guess, xl, yd[bl], xu, num_classes=n_cls, T=T, lam=lam, generator=g, net=net)
             w = lambda_u * linear_rampup(ep + it / iters, rampup_epochs)
             loss = lx + w * lu
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             sx += lx.detach(); su += lu.detach()
         dt = time.time() - t0
+        sx, su = all_sum(sx) / world, all_sum(su) / world
         rec = dict(epoch=ep + 1, lx=(sx / iters).item(), lu=(su / iters).item(), lambda_u=w, n_labelled=int(lab.sum()),
                    split_s=split_s, epoch_s=dt, img_per_s=iters * batch_size * (1 + K) / max(dt - split_s, 1e-9))
         if is_poison is not None: rec['poison_labelled'] = int((lab & is_poison).sum())
-        if eval_fn is not None: rec.update(eval_fn(model))
+        if eval_fn is not None and is_main(): rec.update(eval_fn(model))
         history.append(rec)
         bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k in ('lx', 'lu', 'ba', 'asr', 'poison_labelled')})
-        if ckpt_path:
-            atomic_torch_save(dict(model=model.state_dict(), opt=opt.state_dict(), gen=g.get_state(), rng=rng.bit_generator.state,
-                                   epoch=ep + 1, history=history, tag=tag, done=ep + 1 == epochs), ckpt_path)
+        save_progress(ckpt_path, tag, epoch=ep + 1, epochs=epochs, history=history, states=dict(model=model, opt=opt),
+                      generator=g, rng=rng.bit_generator.state)
         if stop_after is not None and ep + 1 - start >= stop_after: break
     return history
 
@@ -103,7 +115,7 @@ MM_KEYS = ('mm_epochs', 'mm_iters', 'mm_batch_size', 'mm_lr', 'mm_T', 'mm_alpha'
 
 def run_stage3(cfg, data, model, rdir, device=None, progress=True):
     "Stage 3 for a run from the stage-2 `model`; returns (model, DBD metrics, history)."
-    from dbd_nb.experiment import ATTACK_KEYS, norm_stats, update_metrics, evaluate_backdoor, monitor_subset, read_metrics
+    from dbd_nb.experiment import poison_keys, norm_stats, update_metrics, evaluate_backdoor, monitor_subset, read_metrics
     from dbd_nb.ssl import SSL_KEYS
     from dbd_nb.stage2 import S2_KEYS, loss_kwargs
     from dbd_nb.config import config_hash, hardware_string
@@ -114,14 +126,16 @@ def run_stage3(cfg, data, model, rdir, device=None, progress=True):
     def monitor(m):
         r = evaluate_backdoor(m, mon, mean, std, cfg.eval_batch_size)
         return {k: r[k] for k in ('ba', 'asr', 'natural_target_rate')}
+    path, tag = Path(rdir) / 'ckpt' / 'stage3.pt', config_hash(cfg, poison_keys(cfg) + SSL_KEYS + S2_KEYS + MM_KEYS)
+    launch_if_needed('stage3', cfg, rdir, path, tag)
     hist = train_mixmatch(model, data.x_train, data.y_train, epochs=cfg.mm_epochs, iters=cfg.mm_iters,
                           batch_size=cfg.mm_batch_size, lr=cfg.mm_lr, T=cfg.mm_T, alpha=cfg.mm_alpha,
                           lambda_u=cfg.mm_lambda_u, rampup_epochs=cfg.mm_rampup_epochs, filter_rate=cfg.filter_rate,
                           split_loss=cfg.s2_loss, split_loss_kw=loss_kwargs(cfg), mean=mean, std=std, device=device,
-                          seed=cfg.seed, ckpt_path=Path(rdir) / 'ckpt' / 'stage3.pt',
-                          tag=config_hash(cfg, ATTACK_KEYS + SSL_KEYS + S2_KEYS + MM_KEYS), eval_fn=monitor if mon else None,
+                          seed=cfg.seed, ckpt_path=path, tag=tag, eval_fn=monitor if mon else None,
                           is_poison=data.is_poison, progress=progress, desc=f'Stage 3 MixMatch [{cfg.attack}]',
-                          eval_batch_size=cfg.eval_batch_size)
+                          eval_batch_size=cfg.eval_batch_size, compile_mode=cfg.compile)
+    if not is_main(): return model, {}, hist    # under torchrun the evaluation below is rank 0's job
     res = evaluate_backdoor(model, data, mean, std, cfg.eval_batch_size)
     m = read_metrics(rdir)
     s3 = sum(h['epoch_s'] for h in hist)

@@ -9,10 +9,11 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .data import augment_batch, to_float, atomic_torch_save
+from .parallel import rank_world, shard, all_sum, ddp, sync_batchnorm, is_main, barrier
 
 # %% auto #0
-__all__ = ['get_device', 'autocast', 'prepare_model', 'as_input', 'predict', 'backdoor_metrics', 'lr_at', 'load_checkpoint',
-           'train_supervised']
+__all__ = ['COMPILE_MODES', 'get_device', 'autocast', 'prepare_model', 'as_input', 'maybe_compile', 'optimizer_kwargs', 'predict',
+           'backdoor_metrics', 'lr_at', 'load_checkpoint', 'resume', 'save_progress', 'train_supervised']
 
 # %% ../nbs/13_train.ipynb #c004
 def get_device(name='auto') -> torch.device:
@@ -32,6 +33,19 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 def as_input(x: torch.Tensor) -> torch.Tensor:
     "A float batch in the layout the model expects (channels_last on CUDA)."
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+COMPILE_MODES = ('none', 'default', 'reduce-overhead', 'max-autotune')
+
+def maybe_compile(module: nn.Module, mode='none') -> nn.Module:
+    """`torch.compile(module, mode=mode)`, or `module` itself for 'none'. On CUDA 'reduce-overhead' also captures
+    CUDA graphs, which is what the small MixMatch step needs most (see `90_benchmarks`)."""
+    if mode in (None, 'none'): return module
+    if mode not in COMPILE_MODES: raise ValueError(f"unknown compile mode {mode!r}; allowed: {', '.join(COMPILE_MODES)}")
+    return torch.compile(module, mode=mode)
+
+def optimizer_kwargs(device: torch.device) -> dict:
+    "Fused optimiser kernels on CUDA (one launch for all parameters); the default implementation elsewhere."
+    return dict(fused=True) if device.type == 'cuda' else {}
 
 # %% ../nbs/13_train.ipynb #c006
 @torch.no_grad()
@@ -76,23 +90,44 @@ def load_checkpoint(path, tag):
     ck = torch.load(path, map_location='cpu', weights_only=False)
     return ck if ck.get('tag') == tag else None
 
+def resume(path, tag, states: dict, generator=None):
+    """Load the checkpoint at `path` (if its tag matches) into `states` (name -> object with load_state_dict) and
+    `generator`. Returns (first epoch to run, history so far, the checkpoint dict or None)."""
+    ck = load_checkpoint(path, tag)
+    if ck is None: return 0, [], None
+    for k, obj in states.items(): obj.load_state_dict(ck[k])
+    if generator is not None: generator.set_state(ck['gen'].to(generator.get_state().device))
+    return ck['epoch'], ck['history'], ck
+
+def save_progress(path, tag, *, epoch, epochs, history, states: dict, generator=None, **extra):
+    """End-of-epoch checkpoint: `states`' state dicts, the generator state and `extra`, written atomically by rank 0
+    (see `parallel`); every rank waits until it is on disk. No-op without `path`."""
+    if not path: return
+    ck = {k: obj.state_dict() for k, obj in states.items()}
+    if generator is not None: ck['gen'] = generator.get_state()
+    atomic_torch_save(dict(ck, epoch=epoch, history=history, tag=tag, done=epoch == epochs, **extra), path)
+    barrier()
+
 # %% ../nbs/13_train.ipynb #c014
 def train_supervised(model, x, y, *, epochs, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4,
                      schedule='multistep', milestones=(100, 150), gamma=0.1, augment='crop_flip',
-                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), device=None, seed=0,
+                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), device=None, seed=0, sync_bn=False, compile_mode='none',
                      ckpt_path=None, tag='', eval_fn=None, progress=True, stop_after=None, desc='train'):
     """Train `model` on uint8 images `x` and labels `y` with SGD; resumable from `ckpt_path`.
-    `eval_fn(model) -> dict` runs after each epoch; `stop_after` ends early after that many epochs (tests)."""
+    `eval_fn(model) -> dict` runs after each epoch; `stop_after` ends early after that many epochs (tests).
+    Under torchrun each rank trains on its slice of every global batch of `batch_size` (`sync_bn`: BatchNorm
+    statistics over the global batch)."""
+    world = rank_world()[1]
+    if batch_size % world: raise ValueError(f"batch_size {batch_size} must be divisible by the {world} processes")
     device = device or torch.device('cpu')
     model = prepare_model(model, device)
+    if sync_bn: model = sync_batchnorm(model)
+    net = maybe_compile(ddp(model, device), compile_mode)
     x, y = x.to(device), y.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=False)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=False,
+                          **optimizer_kwargs(device))
     g = torch.Generator(device=device).manual_seed(seed)
-    start, history = 0, []
-    ck = load_checkpoint(ckpt_path, tag)
-    if ck is not None:
-        model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt']); g.set_state(ck['gen'].to(g.get_state().device))
-        start, history = ck['epoch'], ck['history']
+    start, history, _ = resume(ckpt_path, tag, dict(model=model, opt=opt), g)
     spe = max(1, len(x) // batch_size)   # drop the last partial batch, as the authors' loaders do not; keeps BN stable
     bar = tqdm(range(start, epochs), desc=desc, disable=not progress, initial=start, total=epochs)
     for ep in bar:
@@ -104,17 +139,16 @@ def train_supervised(model, x, y, *, epochs, batch_size=128, lr=0.1, momentum=0.
                 pg['lr'] = lr_at(ep * spe + i, base_lr=lr, schedule=schedule, steps_per_epoch=spe, epochs=epochs,
                                  milestones=milestones, gamma=gamma)
             idx = perm[i * batch_size:(i + 1) * batch_size]
-            xb = as_input(to_float(augment_batch(x[idx], augment, generator=g), mean, std))
+            xb = as_input(to_float(shard(augment_batch(x[idx], augment, generator=g)), mean, std)); yb = shard(y[idx])
             with autocast(device):
-                out = model(xb); loss = F.cross_entropy(out, y[idx])
+                out = net(xb); loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-            tot_loss += loss.detach(); correct += (out.argmax(1) == y[idx]).sum()
+            tot_loss += loss.detach(); correct += (out.argmax(1) == yb).sum()
+        tot_loss, correct = all_sum(tot_loss) / world, all_sum(correct)
         rec = dict(epoch=ep + 1, loss=(tot_loss / spe).item(), train_acc=(correct / (spe * batch_size)).item() * 100,
                    lr=opt.param_groups[0]['lr'], epoch_s=time.time() - t0)
-        if eval_fn is not None: rec.update(eval_fn(model))
+        if eval_fn is not None and is_main(): rec.update(eval_fn(model))
         history.append(rec); bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k in ('loss', 'train_acc', 'ba', 'asr')})
-        if ckpt_path:
-            atomic_torch_save(dict(model=model.state_dict(), opt=opt.state_dict(), gen=g.get_state(), epoch=ep + 1,
-                                   history=history, tag=tag, done=ep + 1 == epochs), ckpt_path)
+        save_progress(ckpt_path, tag, epoch=ep + 1, epochs=epochs, history=history, states=dict(model=model, opt=opt), generator=g)
         if stop_after is not None and ep + 1 - start >= stop_after: break
     return history
