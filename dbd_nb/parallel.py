@@ -6,7 +6,7 @@
 from __future__ import annotations
 import datetime, os, subprocess, sys
 from pathlib import Path
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn as nn
 import torch.distributed as dist
 
 # %% auto #0
@@ -48,7 +48,7 @@ def shard(t: torch.Tensor) -> torch.Tensor:
     if len(t) < w: raise ValueError(f"a batch of {len(t)} cannot be split over {w} processes")
     return torch.tensor_split(t, w)[r]
 
-def shard_scale(n_local: int, n_global: int) -> float:
+def shard_scale(n_global: int) -> float:
     "Factor that turns a sum over this rank's rows into its share of the global mean under DDP's gradient averaging."
     return rank_world()[1] / n_global
 

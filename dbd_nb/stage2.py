@@ -75,7 +75,7 @@ def train_head(model, x, y, *, loss='sce', loss_kw=None, epochs=10, batch_size=1
             with torch.no_grad(), autocast(device): f = model.backbone(xb)
             with autocast(device): out = head(f.float())
             l = lf(out, y[mine])
-            opt.zero_grad(set_to_none=True); (l.sum() * shard_scale(len(mine), len(idx))).backward(); opt.step()
+            opt.zero_grad(set_to_none=True); (l.sum() * shard_scale(len(idx))).backward(); opt.step()
             rec_loss[ep, mine] = l.detach().float()
         rec_loss[ep] = all_sum(rec_loss[ep])
         dt = time.time() - t0
