@@ -79,16 +79,12 @@ def gather_cat(x: torch.Tensor, grad=True) -> torch.Tensor:
     own rows. (torch.distributed.nn.functional has the same two operations but is deprecated in torch 2.14, with
     private replacements only, hence these two small autograd functions.)"""
     if rank_world()[1] == 1: return x
-    if grad: return _AllGather.apply(x)
-    out = [torch.empty_like(x) for _ in range(rank_world()[1])]
-    dist.all_gather(out, x.contiguous())
-    return torch.cat(out)
+    return _AllGather.apply(x if grad else x.detach())
 
 def all_sum(t: torch.Tensor) -> torch.Tensor:
     "Sum of `t` over ranks (a new tensor; `t` itself in a single process)."
     if rank_world()[1] == 1: return t
-    t = t.detach().clone(); dist.all_reduce(t)
-    return t
+    return _AllReduceSum.apply(t.detach())
 
 def from_main(fn, like: torch.Tensor) -> torch.Tensor:
     "`fn()` computed on rank 0 only and broadcast to every rank; `like` gives shape and dtype on the other ranks."
