@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_report.ipynb #c003
 from __future__ import annotations
-import json
+import json, textwrap
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ import torch
 
 # %% auto #0
 __all__ = ['ATTACK_TITLES', 'save_examples', 'gallery_figure', 'figure4', 'history_figure', 'load_reference', 'paper_cell',
-           'results_table', 'write_table', 'table1_frame', 'dbd_stage_table', 'table1']
+           'results_table', 'write_table', 'budget_table', 'budget_figure', 'table1_frame', 'dbd_stage_table', 'table1']
 
 # %% ../nbs/15_report.ipynb #c004
 ATTACK_TITLES = dict(badnets='BadNets', blended='Blended', wanet='WaNet', label_consistent='Label-Consistent')
@@ -109,6 +109,43 @@ def write_table(df: pd.DataFrame, folder, name, caption='') -> Path:
     return folder / f'{name}.md'
 
 # %% ../nbs/15_report.ipynb #c011
+def budget_table(out_root, dataset, profiles, attacks=tuple(ATTACK_TITLES), threshold=90.0) -> pd.DataFrame:
+    "No-Defense runs of `profiles` under `out_root/<profile>/<dataset>/`, one row per (attack, profile), cheapest first."
+    rows = []
+    for prof in profiles:
+        for a in attacks:
+            p = Path(out_root) / prof / dataset / a / 'metrics.json'
+            m = json.loads(p.read_text()).get('no_defense') if p.exists() else None
+            if m is None: continue
+            rows.append(dict(attack=a, profile=prof, n_train=m.get('n_train'), epochs=m.get('epochs'),
+                             train_min=round(m['train_s'] / 60, 1), BA=m['ba'], ASR=m['asr'],
+                             natural_target_rate=m['natural_target_rate'], reaches=m['asr'] >= threshold))
+    df = pd.DataFrame(rows, columns=['attack', 'profile', 'n_train', 'epochs', 'train_min', 'BA', 'ASR',
+                                     'natural_target_rate', 'reaches', 'smallest'])
+    if not len(df): return df
+    df['attack'] = pd.Categorical(df.attack, [a for a in attacks if a in set(df.attack)], ordered=True)
+    df = df.sort_values(['attack', 'train_min']).reset_index(drop=True)
+    first = df[df.reaches].groupby('attack', observed=True).head(1).index
+    df['smallest'] = df.index.isin(first)
+    return df.rename(columns={'reaches': f'ASR>={threshold:g}', 'smallest': 'smallest_budget_reaching'})
+
+# %% ../nbs/15_report.ipynb #c013
+def budget_figure(df: pd.DataFrame, title='', path=None, threshold=90.0):
+    "ASR (solid) and natural target rate (dotted) against training minutes, one colour per attack."
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, (a, g) in enumerate(df.groupby('attack', observed=True)):
+        c = f'C{i}'
+        ax.plot(g.train_min, g.ASR, 'o-', color=c, label=f'{ATTACK_TITLES.get(a, a)} ASR')
+        ax.plot(g.train_min, g.natural_target_rate, 'o:', color=c, alpha=0.6)
+        for _, r in g.iterrows(): ax.annotate(r.profile, (r.train_min, r.ASR), fontsize=7, xytext=(3, 3), textcoords='offset points')
+    ax.axhline(threshold, color='grey', lw=0.8, ls='--')
+    ax.set(xlabel='No-Defense training time (min)', ylabel='% of non-target test images', ylim=(0, 102), title=textwrap.fill(title, 110))
+    ax.title.set_fontsize(8); ax.legend(fontsize=7, loc='center right')
+    fig.tight_layout()
+    if path: fig.savefig(path, dpi=120)
+    return fig
+
+# %% ../nbs/15_report.ipynb #c016
 def table1_frame(long: pd.DataFrame, attacks) -> pd.DataFrame:
     "Pivot `results_table` rows (defense x attack) into one row per defense with per-attack columns."
     rows = []
