@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn.functional as F
 from PIL import Image
+from .config import RunConfig
+from .store import save_index, load_index
+from .data import normalize, find_trigger
 
 # %% auto #0
-__all__ = ['ATTACKS', 'PATCH_LOCS', 'register_attack', 'make_attack', 'Attack', 'poison_index', 'save_index', 'load_index',
-           'patch_trigger', 'BadNets', 'Blended', 'WaNet', 'pgd_linf', 'LabelConsistent', 'PoisonedData',
-           'poison_dataset']
+__all__ = ['ATTACKS', 'PATCH_LOCS', 'BLENDED_TRIGGERS', 'LC_SURROGATES', 'register_attack', 'make_attack', 'Attack',
+           'poison_index', 'patch_trigger', 'BadNets', 'Blended', 'WaNet', 'pgd_linf', 'LabelConsistent',
+           'PoisonedData', 'poison_dataset']
 
 # %% ../nbs/01_attacks.ipynb #c004
 ATTACKS = {}
@@ -23,15 +26,26 @@ def register_attack(name):
     def deco(cls): ATTACKS[name] = cls; cls.name = name; return cls
     return deco
 
-def make_attack(name, **kw):
-    "Build the attack registered as `name` with its keyword arguments."
-    if name not in ATTACKS: raise ValueError(f"unknown attack {name!r}; allowed: {', '.join(ATTACKS)}")
-    return ATTACKS[name](**kw)
+def make_attack(cfg: RunConfig, project_root=None):
+    "The attack `cfg.attack` of the registry, built from the run configuration."
+    if cfg.attack not in ATTACKS: raise ValueError(f"unknown attack {cfg.attack!r}; allowed: {', '.join(ATTACKS)}")
+    return ATTACKS[cfg.attack].from_config(cfg, project_root)
 
 class Attack:
     "Base class: `apply` is the trigger G on a uint8 batch; `poison_train` builds the poisoned training set."
     clean_label = False          # poison-label attacks relabel to the target; clean-label ones keep labels
     default_rate = 0.05          # the paper's poisoning rate (Sec. 5.1)
+    title = ''                   # the name tables use
+    @classmethod
+    def from_config(cls, cfg: RunConfig, project_root=None): raise NotImplementedError
+    @classmethod
+    def needs_surrogate(cls, cfg: RunConfig) -> bool:
+        "True when poisoning needs a model trained on the clean data first (the pipeline trains it)."
+        return False
+    @classmethod
+    def poison_groups(cls, cfg: RunConfig) -> tuple:
+        "Config groups, beyond data, threat and attack_compute, that the poisoned training set depends on."
+        return ()
     def apply(self, x: torch.Tensor) -> torch.Tensor: raise NotImplementedError
     def poison_train(self, x, y, idx, target, **ctx):
         "Return copies of x, y with G applied at `idx` and (poison-label attacks) labels set to `target`."
@@ -50,13 +64,6 @@ def poison_index(y: torch.Tensor, rate: float, target: int, clean_label=False, s
     if n > len(elig): raise ValueError(f"{n} samples to poison but only {len(elig)} eligible ones")
     g = torch.Generator().manual_seed(seed)
     return elig[torch.randperm(len(elig), generator=g)[:n]].sort().values
-
-def save_index(idx: torch.Tensor, path) -> Path:
-    "One index per line (small, diffable, language-neutral)."
-    Path(path).write_text('\n'.join(map(str, idx.tolist())) + '\n'); return Path(path)
-
-def load_index(path) -> torch.Tensor:
-    return torch.tensor([int(l) for l in Path(path).read_text().split()], dtype=torch.long)
 
 # %% ../nbs/01_attacks.ipynb #c009
 PATCH_LOCS = ('upper_left', 'upper_right', 'center', 'lower_left', 'lower_right')
@@ -80,8 +87,18 @@ def patch_trigger(image_size, patch_size=3, loc='lower_right', seed=0):
 @register_attack('badnets')
 class BadNets(Attack):
     "Pixels under `mask` are replaced by the trigger image's."
+    title = 'BadNets'
     def __init__(self, trigger: torch.Tensor, mask: torch.Tensor):
         self.trigger, self.mask = trigger.to(torch.uint8), mask.bool()
+    @classmethod
+    def from_config(cls, cfg: RunConfig, project_root=None):
+        "The paper's trigger: the 2x2 CIFAR-10 patch image, the Apple logo on 224 px data; a generated patch on request or on synthetic data."
+        if cfg.badnets_trigger == 'patch' or cfg.dataset == 'synthetic':
+            return cls(*patch_trigger(cfg.image_size, cfg.badnets_patch_size, cfg.badnets_patch_loc, cfg.seed))
+        if cfg.badnets_trigger != 'auto': return cls.from_image(cfg.badnets_trigger, cfg.image_size)
+        if cfg.image_size > 64:
+            return cls.from_image(find_trigger('apple_white.png', cfg.data_root, project_root), cfg.image_size, logo_size=32)
+        return cls.from_image(find_trigger('badnets_cifar10.png', cfg.data_root, project_root), cfg.image_size)
     @classmethod
     def from_image(cls, path, image_size=None, logo_size=None):
         """The paper's triggers: a full-size image whose non-black pixels are the trigger (CIFAR-10), or a logo
@@ -96,25 +113,39 @@ class BadNets(Attack):
         return torch.where(self.mask.to(x.device), self.trigger.to(x.device), x)
 
 # %% ../nbs/01_attacks.ipynb #c013
+BLENDED_TRIGGERS = ('auto', 'hello_kitty', 'noise')
+
 @register_attack('blended')
 class Blended(Attack):
-    "Convex blend of image and trigger image with weight `alpha` on the trigger."
-    def __init__(self, trigger: torch.Tensor, alpha=0.1):
-        self.trigger, self.alpha = trigger.to(torch.uint8), float(alpha)
+    "Convex blend of image and trigger image with the blend ratio (the paper's lambda) on the trigger."
+    title = 'Blended'
+    def __init__(self, trigger: torch.Tensor, ratio=0.1):
+        self.trigger, self.ratio = trigger.to(torch.uint8), float(ratio)
     @classmethod
-    def from_image(cls, path, image_size, alpha=0.1): return cls(_load_rgb(path, image_size), alpha)
+    def from_image(cls, path, image_size, ratio=0.1): return cls(_load_rgb(path, image_size), ratio)
     @classmethod
-    def noise(cls, image_size, alpha=0.1, seed=0):
+    def noise(cls, image_size, ratio=0.1, seed=0):
         g = torch.Generator().manual_seed(seed)
-        return cls(torch.randint(0, 256, (3, image_size, image_size), generator=g, dtype=torch.uint8), alpha)
+        return cls(torch.randint(0, 256, (3, image_size, image_size), generator=g, dtype=torch.uint8), ratio)
+    @classmethod
+    def from_config(cls, cfg: RunConfig, project_root=None):
+        "Hello Kitty on 32 px data, seeded noise on 224 px (and synthetic) data, unless `blended_trigger` says otherwise."
+        kind = cfg.blended_trigger
+        if kind == 'auto': kind = 'noise' if cfg.image_size > 64 or cfg.dataset == 'synthetic' else 'hello_kitty'
+        if kind == 'noise': return cls.noise(cfg.image_size, cfg.blended_ratio, cfg.seed)
+        return cls.from_image(find_trigger('hello_kitty.png', cfg.data_root, project_root), cfg.image_size, cfg.blended_ratio)
     def apply(self, x):
         t = self.trigger.to(x.device).float()
-        return ((1 - self.alpha) * x.float() + self.alpha * t).round().clamp(0, 255).to(torch.uint8)
+        return ((1 - self.ratio) * x.float() + self.ratio * t).round().clamp(0, 255).to(torch.uint8)
 
 # %% ../nbs/01_attacks.ipynb #c016
 @register_attack('wanet')
 class WaNet(Attack):
     "Warping trigger with a seeded k x k control grid and strength s; optional noise mode."
+    title = 'WaNet'
+    @classmethod
+    def from_config(cls, cfg: RunConfig, project_root=None):
+        return cls(cfg.image_size, cfg.wanet_k, cfg.wanet_s, cfg.wanet_noise_rate, cfg.seed)
     def __init__(self, image_size=32, k=4, s=0.5, noise_rate=0.2, seed=0, grid_rescale=1.0):
         g = torch.Generator().manual_seed(seed)
         ins = torch.rand(1, 2, k, k, generator=g) * 2 - 1
@@ -157,7 +188,6 @@ class WaNet(Attack):
 # %% ../nbs/01_attacks.ipynb #c020
 def pgd_linf(model, x: torch.Tensor, y: torch.Tensor, eps, steps, step_size, mean, std, batch_size=256, seed=0):
     "Untargeted L-inf PGD on uint8 images (eps, step_size in 1/255 units); returns uint8 images within eps of x."
-    from dbd_nb.data import to_float
     device = next(model.parameters()).device
     was = model.training; model.eval()
     g = torch.Generator(device=device).manual_seed(seed)
@@ -169,7 +199,7 @@ def pgd_linf(model, x: torch.Tensor, y: torch.Tensor, eps, steps, step_size, mea
         for _ in range(steps):
             delta.requires_grad_(True)
             xin = ((x0 + delta).clamp(0, 1) * 255)
-            loss = F.cross_entropy(model(to_float(xin, mean, std)), yb)
+            loss = F.cross_entropy(model(normalize(xin / 255, mean, std)), yb)
             grad, = torch.autograd.grad(loss, delta)
             delta = (delta.detach() + step * grad.sign()).clamp(-eps, eps)
         xa = ((x0 + delta).clamp(0, 1) * 255).round()
@@ -179,11 +209,25 @@ def pgd_linf(model, x: torch.Tensor, y: torch.Tensor, eps, steps, step_size, mea
     model.train(was)
     return torch.cat(outs)
 
+LC_SURROGATES = ('clean', 'none')
+
 @register_attack('label_consistent')
 class LabelConsistent(Attack):
     "PGD-perturb target-class images against `model`, then stamp the BadNets trigger; labels unchanged."
     clean_label = True
     default_rate = 0.025
+    title = 'Label-Consistent'
+    @classmethod
+    def from_config(cls, cfg: RunConfig, project_root=None):
+        return cls(BadNets.from_config(cfg, project_root), cfg.lc_eps, cfg.lc_steps, cfg.lc_step_size)
+    @classmethod
+    def needs_surrogate(cls, cfg: RunConfig) -> bool:
+        "PGD attacks a surrogate trained on the clean training set with the supervised recipe (`lc_surrogate='clean'`)."
+        return cfg.lc_surrogate == 'clean'
+    @classmethod
+    def poison_groups(cls, cfg: RunConfig) -> tuple:
+        "The surrogate is trained with the model and supervised recipe: changing either rebuilds the poisoned set."
+        return ('model', 'supervised') if cls.needs_surrogate(cfg) else ()
     def __init__(self, badnets: BadNets, eps=16.0, steps=20, step_size=2.0):
         self.badnets, self.eps, self.steps, self.step_size = badnets, float(eps), int(steps), float(step_size)
     def apply(self, x): return self.badnets.apply(x)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math
 import torch, torch.nn.functional as F
+from .data import augment_batch
 
 # %% auto #0
 __all__ = ['resized_crop_flip', 'color_jitter', 'random_grayscale', 'gaussian_blur', 'simclr_augment', 'weak_augment']
@@ -102,6 +103,5 @@ def weak_augment(x_uint8, generator=None):
     """The stage-2/3 augmentation of the authors' code, as floats in [0, 1]: random crop (pad 4, reflect) + flip on
     small images; random resized crop (0.2-1) + flip on large ones (ImageNet, App. A)."""
     if x_uint8.shape[-1] <= 64:
-        from dbd_nb.data import augment_batch
         return augment_batch(x_uint8, 'crop_flip', generator=generator).float() / 255
     return resized_crop_flip(x_uint8.float() / 255, x_uint8.shape[-1], mode='bilinear', generator=generator)

@@ -6,11 +6,20 @@
 from __future__ import annotations
 import statistics, time
 import numpy as np
+import pandas as pd
 import torch, torch.nn.functional as F
 from PIL import Image
+from .data import normalize
+from .augment import simclr_augment, weak_augment
+from .models import build_model
+from .train import train_supervised
+from .stage1 import make_ssl, train_ssl
+from .stage2 import get_loss, train_head, per_sample_loss
+from .stage3 import mixmatch_loss, train_mixmatch
 
 # %% auto #0
-__all__ = ['PILSet', 'pil_transforms', 'measure', 'loader_stream', 'bench_stages', 'bench_fast_path']
+__all__ = ['LOOP_STAGES', 'PILSet', 'pil_transforms', 'measure', 'loader_stream', 'loop_throughput', 'bench_stages',
+           'speedup_vs_eager', 'bench_fast_path']
 
 # %% ../nbs/90_benchmarks.ipynb #c004
 class PILSet(torch.utils.data.Dataset):
@@ -23,7 +32,7 @@ class PILSet(torch.utils.data.Dataset):
         v = [self.t(self.imgs[i]) for _ in range(self.views)]
         return (*v, self.y[i])
 
-def pil_transforms(kind, size=32, mean=(0.5,) * 3, std=(0.25,) * 3):
+def pil_transforms(kind, size, mean, std):
     "torchvision v2 per-sample transforms: 'weak' (crop pad 4 + flip) or 'simclr' (the recipe's strong views)."
     import torchvision.transforms.v2 as T
     tail = [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)]
@@ -56,30 +65,58 @@ def loader_stream(ds, batch_size, workers):
         for b in dl: yield b
 
 # %% ../nbs/90_benchmarks.ipynb #c006
-def bench_stages(x, y, *, width=16, device=None, steps=5, repeats=3, workers=2, mean=(0.5,) * 3, std=(0.25,) * 3,
-                 stages=('augment_weak', 'augment_simclr', 'supervised', 'simclr', 'stage2', 'mixmatch', 'refilter')) -> 'pd.DataFrame':
-    "Images/s of each stage, ours vs the PIL pipeline, with their ratio (one row per stage)."
-    import pandas as pd
-    from dbd_nb.models import build_model
-    from dbd_nb.train import prepare_model, as_input, autocast
-    from dbd_nb.data import augment_batch, to_float
-    from dbd_nb.augment import simclr_augment, weak_augment
-    from dbd_nb.ssl import make_ssl, normalize01
-    from dbd_nb.stage2 import get_loss
-    from dbd_nb.stage3 import mixmatch_loss
+LOOP_STAGES = {'supervised': 128, 'simclr': 512, 'stage2': 128, 'mixmatch': 64, 'refilter': 512}   # stage: the paper's batch
+
+def loop_throughput(stage, x, y, *, width=16, device=None, steps=5, repeats=3, mean, std, compile_mode='none',
+                    batch_size=None) -> dict:
+    """Images/s of the real training loop of `stage` (median over `repeats` epochs of `steps` batches, after one
+    warm-up epoch), with `first_s`, the warm-up epoch's seconds. MixMatch also reports steps/s."""
+    if stage not in LOOP_STAGES: raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(LOOP_STAGES)}")
+    device = device or torch.device('cpu')
+    bs = batch_size or LOOP_STAGES[stage]
+    n_cls = int(y.max()) + 1
+    torch.manual_seed(0); m = build_model('resnet18_cifar', n_cls, width)
+    need = bs * steps if stage != 'mixmatch' else max(4 * bs, 256)
+    if len(x) < need: raise ValueError(f'{len(x)} images cannot fill {steps} batches of {bs} for {stage}')
+    xs, ys = x[:need], y[:need]
+    kw = dict(mean=mean, std=std, device=device, progress=False)
+    ep = 1 + repeats
+    if stage == 'supervised':
+        h = train_supervised(m, xs, ys, epochs=ep, batch_size=bs, lr=0.01, augment='crop_flip', compile_mode=compile_mode, **kw)
+        ips = [steps * bs / r['epoch_s'] for r in h]
+    elif stage == 'simclr':
+        h = train_ssl(m, xs, epochs=ep, schedule_epochs=ep, batch_size=bs, lr=0.01, compile_mode=compile_mode, **kw)
+        ips = [r['img_per_s'] for r in h]
+    elif stage == 'stage2':
+        h, _ = train_head(m, xs, ys, epochs=ep, batch_size=bs, **kw)
+        ips = [r['img_per_s'] for r in h]
+    elif stage == 'mixmatch':
+        h = train_mixmatch(m, xs, ys, epochs=ep, iters=steps, batch_size=bs, rampup_epochs=ep, compile_mode=compile_mode, **kw)
+        ips = [r['img_per_s'] for r in h]
+    else:
+        m = m.to(device); tl = []
+        for _ in range(ep):
+            t0 = time.perf_counter(); per_sample_loss(m, x[:bs * steps], y[:bs * steps], mean=mean, std=std, batch_size=bs)
+            _sync(device); tl.append(time.perf_counter() - t0)
+        h = [dict(epoch_s=t) for t in tl]; ips = [bs * steps / t for t in tl]
+    out = dict(stage=stage, batch=bs, img_per_s=round(statistics.median(ips[1:]), 1), first_s=round(h[0]['epoch_s'], 2))
+    if stage == 'mixmatch': out['steps_per_s'] = round(out['img_per_s'] / (3 * bs), 3)
+    return out
+
+def bench_stages(x, y, *, width=16, device=None, steps=5, repeats=3, workers=2, mean, std,
+                 stages=('augment_weak', 'augment_simclr', 'supervised', 'simclr', 'stage2', 'mixmatch', 'refilter')) -> pd.DataFrame:
+    "Images/s of each stage, our loops vs the PIL pipeline feeding the same model step, with their ratio (one row per stage)."
     device = device or torch.device('cpu')
     n_cls = int(y.max()) + 1; size = x.shape[-1]
     g = torch.Generator(device=device).manual_seed(0)
     xd, yd = x.to(device), y.to(device)
     sce = get_loss('sce')
-    def model_and_opts():
-        torch.manual_seed(0)
-        m = build_model('resnet18_cifar', n_cls, width)
-        return m
+    def fresh():
+        torch.manual_seed(0); return build_model('resnet18_cifar', n_cls, width).to(device)
     rows = []
-    def run(stage, ours_fn, conv_fn, n):
-        a = measure(ours_fn, n, device, steps, 2, repeats); b = measure(conv_fn, n, device, steps, 2, repeats)
-        rows.append(dict(stage=stage, ours_img_per_s=round(a, 1), conventional_img_per_s=round(b, 1), ratio=round(a / b, 2)))
+    def row(stage, ours, conv_fn, n):
+        b = measure(conv_fn, n, device, steps, 2, repeats)
+        rows.append(dict(stage=stage, ours_img_per_s=round(ours, 1), conventional_img_per_s=round(b, 1), ratio=round(ours / b, 2)))
     idx = lambda n: torch.randint(0, len(xd), (n,), device=device, generator=g)
     pil = {k: PILSet(x, y, pil_transforms(k, size, mean, std), v) for k, v in (('weak', 1), ('simclr', 2), ('none', 1))}
     streams = {}
@@ -89,115 +126,69 @@ def bench_stages(x, y, *, width=16, device=None, steps=5, repeats=3, workers=2, 
         return streams[key]
     for stage in stages:
         if stage == 'augment_weak':
-            run(stage, lambda: normalize01(weak_augment(xd[idx(512)], generator=g), mean, std), lambda: next(stream('weak', 512)), 512)
-        elif stage == 'augment_simclr':
-            run(stage, lambda: simclr_augment(xd[idx(512)], generator=g), lambda: next(stream('simclr', 256)), 512)
-        elif stage == 'supervised':
-            m_o = prepare_model(model_and_opts(), device); o_o = torch.optim.SGD(m_o.parameters(), lr=0.01, momentum=0.9)
-            m_c = model_and_opts().to(device); o_c = torch.optim.SGD(m_c.parameters(), lr=0.01, momentum=0.9)
-            def ours():
-                i = idx(128); xb = as_input(to_float(augment_batch(xd[i], 'crop_flip', generator=g), mean, std))
-                with autocast(device): l = F.cross_entropy(m_o(xb), yd[i])
-                o_o.zero_grad(set_to_none=True); l.backward(); o_o.step()
+            row(stage, measure(lambda: normalize(weak_augment(xd[idx(512)], generator=g), mean, std), 512, device, steps, 2, repeats),
+                lambda: next(stream('weak', 512)), 512)
+            continue
+        if stage == 'augment_simclr':
+            row(stage, measure(lambda: simclr_augment(xd[idx(512)], generator=g), 512, device, steps, 2, repeats),
+                lambda: next(stream('simclr', 256)), 512)
+            continue
+        ours = loop_throughput(stage, x, y, width=width, device=device, steps=steps, repeats=repeats, mean=mean, std=std)['img_per_s']
+        if stage == 'supervised':
+            m_c = fresh(); o_c = torch.optim.SGD(m_c.parameters(), lr=0.01, momentum=0.9)
             def conv():
                 xb, yb = next(stream('weak', 128)); l = F.cross_entropy(m_c(xb.to(device)), yb.to(device))
                 o_c.zero_grad(set_to_none=True); l.backward(); o_c.step()
-            run(stage, ours, conv, 128)
+            row(stage, ours, conv, 128)
         elif stage == 'simclr':
-            s_o = prepare_model(make_ssl('simclr', *(lambda m: (m.backbone, m.feat_dim))(model_and_opts())), device)
-            s_c = make_ssl('simclr', *(lambda m: (m.backbone, m.feat_dim))(model_and_opts())).to(device)
-            oo, oc = torch.optim.SGD(s_o.parameters(), lr=0.01), torch.optim.SGD(s_c.parameters(), lr=0.01)
-            def ours():
-                i = idx(512)
-                v1 = as_input(normalize01(simclr_augment(xd[i], generator=g), mean, std)); v2 = as_input(normalize01(simclr_augment(xd[i], generator=g), mean, std))
-                with autocast(device): l = s_o.loss(v1, v2)
-                oo.zero_grad(set_to_none=True); l.backward(); oo.step()
+            m = fresh(); s_c = make_ssl('simclr', m.backbone, m.feat_dim).to(device); oc = torch.optim.SGD(s_c.parameters(), lr=0.01)
             def conv():
                 v1, v2, _ = next(stream('simclr', 512)); l = s_c.loss(v1.to(device), v2.to(device))
                 oc.zero_grad(set_to_none=True); l.backward(); oc.step()
-            run(stage, ours, conv, 512)
+            row(stage, ours, conv, 512)
         elif stage == 'stage2':
-            m_o = prepare_model(model_and_opts(), device); m_c = model_and_opts().to(device)
-            ho, hc = torch.optim.Adam(m_o.head.parameters(), 0.002), torch.optim.Adam(m_c.head.parameters(), 0.002)
-            def ours():
-                i = idx(128); xb = as_input(normalize01(weak_augment(xd[i], generator=g), mean, std))
-                with torch.no_grad(), autocast(device): f = m_o.backbone(xb)
-                l = sce(m_o.head(f.float()), yd[i]).mean(); ho.zero_grad(); l.backward(); ho.step()
+            m_c = fresh(); hc = torch.optim.Adam(m_c.head.parameters(), 0.002)
             def conv():
                 xb, yb = next(stream('weak', 128))
                 with torch.no_grad(): f = m_c.backbone(xb.to(device))
                 l = sce(m_c.head(f), yb.to(device)).mean(); hc.zero_grad(); l.backward(); hc.step()
-            run(stage, ours, conv, 128)
+            row(stage, ours, conv, 128)
         elif stage == 'mixmatch':
-            m_o = prepare_model(model_and_opts(), device); m_c = model_and_opts().to(device)
-            ao, ac = torch.optim.Adam(m_o.parameters(), 0.002), torch.optim.Adam(m_c.parameters(), 0.002)
-            def ours():
-                i, j = idx(64), idx(64)
-                xl = normalize01(weak_augment(xd[i], generator=g), mean, std)
-                xu = [normalize01(weak_augment(xd[j], generator=g), mean, std) for _ in range(2)]
-                lx, lu = mixmatch_loss(m_o, xl, yd[i], xu, num_classes=n_cls, lam=0.7, generator=g)
-                ao.zero_grad(set_to_none=True); (lx + 15 * lu).backward(); ao.step()
+            m_c = fresh(); ac = torch.optim.Adam(m_c.parameters(), 0.002)
             def conv():
                 xl, yl = next(stream('weak', 64)); u1, _ = next(stream('weak', 64)); u2, _ = next(stream('weak', 64))
                 lx, lu = mixmatch_loss(m_c, xl.to(device), yl.to(device), [u1.to(device), u2.to(device)], num_classes=n_cls, lam=0.7)
                 ac.zero_grad(set_to_none=True); (lx + 15 * lu).backward(); ac.step()
-            run(stage, ours, conv, 192)
+            row(stage, ours, conv, 192)
         elif stage == 'refilter':
-            m_o = prepare_model(model_and_opts(), device).eval(); m_c = model_and_opts().to(device).eval()
-            @torch.no_grad()
-            def ours():
-                i = idx(512); xb = as_input(normalize01(xd[i].float() / 255, mean, std))
-                with autocast(device): sce(m_o(xb), yd[i])
+            m_c = fresh().eval()
             @torch.no_grad()
             def conv():
                 xb, yb = next(stream('none', 512)); sce(m_c(xb.to(device)), yb.to(device))
-            run(stage, ours, conv, 512)
+            row(stage, ours, conv, 512)
         else: raise ValueError(f'unknown stage {stage!r}')
     streams.clear()
     return pd.DataFrame(rows)
 
 # %% ../nbs/90_benchmarks.ipynb #c008
-def bench_fast_path(x, y, *, width=16, device=None, steps=5, repeats=3, modes=None, mean=(0.5,) * 3, std=(0.25,) * 3,
-                    stages=('supervised', 'mixmatch')) -> 'pd.DataFrame':
-    "Images/s of a supervised and a MixMatch step per `torch.compile` mode, with the speed-up over eager."
-    import pandas as pd
-    from dbd_nb.models import build_model
-    from dbd_nb.train import prepare_model, as_input, autocast, maybe_compile, optimizer_kwargs
-    from dbd_nb.data import augment_batch, to_float
-    from dbd_nb.augment import weak_augment
-    from dbd_nb.ssl import normalize01
-    from dbd_nb.stage3 import mixmatch_loss
+def speedup_vs_eager(df: pd.DataFrame) -> list:
+    "Per row, img_per_s over the eager ('none') row of the same stage (NaN where eager was not measured)."
+    eager = df[df.compile == 'none'].set_index('stage').img_per_s
+    return [round(r.img_per_s / eager[r.stage], 2) if r.stage in eager else float('nan') for r in df.itertuples()]
+
+def bench_fast_path(x, y, *, width=16, device=None, steps=5, repeats=3, modes=None, mean, std,
+                    stages=('supervised', 'mixmatch')) -> pd.DataFrame:
+    "Images/s of the supervised and MixMatch loops per `torch.compile` mode, with the speed-up over eager."
     device = device or torch.device('cpu')
     modes = modes or (('none', 'default', 'reduce-overhead') if device.type == 'cuda' else ('none', 'default'))
-    n_cls = int(y.max()) + 1
-    g = torch.Generator(device=device).manual_seed(0)
-    xd, yd = x.to(device), y.to(device)
-    idx = lambda n: torch.randint(0, len(xd), (n,), device=device, generator=g)
     rows = []
     for stage in stages:
         for mode in modes:
-            torch._dynamo.reset(); torch.manual_seed(0)
-            m = prepare_model(build_model('resnet18_cifar', n_cls, width), device); net = maybe_compile(m, mode)
-            if stage == 'supervised':
-                opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, **optimizer_kwargs(device)); n = 128
-                def step():
-                    i = idx(128); xb = as_input(to_float(augment_batch(xd[i], 'crop_flip', generator=g), mean, std))
-                    with autocast(device): l = F.cross_entropy(net(xb), yd[i])
-                    opt.zero_grad(set_to_none=True); l.backward(); opt.step()
-            elif stage == 'mixmatch':
-                opt = torch.optim.Adam(m.parameters(), 0.002, **optimizer_kwargs(device)); n = 192
-                def step():
-                    i, j = idx(64), idx(64)
-                    xl = normalize01(weak_augment(xd[i], generator=g), mean, std)
-                    xu = [normalize01(weak_augment(xd[j], generator=g), mean, std) for _ in range(2)]
-                    lx, lu = mixmatch_loss(net, xl, yd[i], xu, num_classes=n_cls, lam=0.7, generator=g, net=net)
-                    opt.zero_grad(set_to_none=True); (lx + 15 * lu).backward(); opt.step()
-            else: raise ValueError(f'unknown stage {stage!r}')
-            t0 = time.perf_counter(); step(); step(); _sync(device); first = time.perf_counter() - t0
-            rows.append(dict(stage=stage, compile=mode, img_per_s=round(measure(step, n, device, steps, 1, repeats), 1),
-                             first_steps_s=round(first, 1)))
+            torch._dynamo.reset()
+            r = loop_throughput(stage, x, y, width=width, device=device, steps=steps, repeats=repeats, mean=mean, std=std,
+                                compile_mode=mode)
+            rows.append(dict(stage=stage, compile=mode, img_per_s=r['img_per_s'], first_s=r['first_s']))
     df = pd.DataFrame(rows)
-    eager = df[df.compile == 'none'].set_index('stage').img_per_s
-    df['speedup_vs_eager'] = [round(r.img_per_s / eager[r.stage], 2) if r.stage in eager else float('nan') for r in df.itertuples()]
+    df['speedup_vs_eager'] = speedup_vs_eager(df)
     torch._dynamo.reset()
     return df

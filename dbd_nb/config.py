@@ -4,111 +4,114 @@
 
 # %% ../nbs/10_config.ipynb #c003
 from __future__ import annotations
-import dataclasses, hashlib, json, os, platform, typing
+import dataclasses, hashlib, json, typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['ATTACKS', 'DATASETS', 'MODELS', 'AUGMENTS', 'SCHEDULES', 'CHOICES', 'RunConfig', 'ConfigError', 'validate',
-           'notebook_params', 'read_params_file', 'resolve_config', 'find_project_root', 'run_dir', 'config_hash',
-           'save_config', 'hardware_string']
+__all__ = ['GROUPS', 'REGISTRY_FIELDS', 'RunConfig', 'keys_for', 'ConfigError', 'validate', 'notebook_params', 'read_params_file',
+           'resolve_config', 'find_project_root', 'run_dir', 'config_hash', 'config_dict', 'config_from_dict']
 
 # %% ../nbs/10_config.ipynb #c004
-ATTACKS = ('badnets', 'blended', 'wanet', 'label_consistent')
-DATASETS = ('cifar10', 'imagenet', 'vggface2', 'synthetic')
-MODELS = ('auto', 'resnet18_cifar', 'resnet18', 'densenet121')
-AUGMENTS = ('none', 'flip', 'crop_flip')
-SCHEDULES = ('multistep', 'cosine', 'onecycle')
+GROUPS = ('run', 'data', 'model', 'threat', 'attack_compute', 'supervised', 'exec', 'monitor', 'stage1', 'stage2', 'stage3')
 
-CHOICES = dict(dataset=DATASETS, attack=ATTACKS, model=MODELS, augment=AUGMENTS, lr_schedule=SCHEDULES,
-               device=('auto', 'cpu', 'cuda'), compile=('none', 'default', 'reduce-overhead', 'max-autotune'), blended_trigger=('auto', 'hello_kitty', 'noise'),
-               lc_surrogate=('clean', 'none'), ssl_method=('simclr',), s2_loss=('sce', 'ce'),
-               s2_bn_mode=('train', 'eval'))
+def _f(default, group: str, registry: str = None):
+    "A `RunConfig` field with its group and, for names, the registry that lists the allowed values."
+    assert group in GROUPS, group
+    return field(default=default, metadata=dict(group=group, registry=registry))
 
 # %% ../nbs/10_config.ipynb #c005
 @dataclass(frozen=True)
 class RunConfig:
     "All parameters of a run. Defaults are the paper's CIFAR-10 recipe; units in the comments."
     # --- what to run
-    dataset: str = 'cifar10'         # cifar10 | imagenet | vggface2 | synthetic
-    profile: str = 'paper'           # name of params/<profile>.yaml (compute budget only)
-    attack: str = 'badnets'          # badnets | blended | wanet | label_consistent
-    seed: int = 0                    # seeds the subset, poison index, triggers and training
+    dataset: str = _f('cifar10', 'data', 'dataset')     # cifar10 | imagenet | vggface2 | synthetic
+    profile: str = _f('paper', 'run')            # name of params/<profile>.yaml (compute budget only)
+    attack: str = _f('badnets', 'threat', 'attack')     # badnets | blended | wanet | label_consistent
+    seed: int = _f(0, 'data')                    # seeds the subset, poison index, triggers and training
     # --- data
-    data_root: typing.Optional[str] = None   # folder/archive with the data; else DBD_DATA, ../shared/data, torchvision
-    cache_dir: typing.Optional[str] = None   # decoded uint8 tensors; default ~/.cache/dbd_nb
-    out_dir: typing.Optional[str] = None     # default <project>/outputs
-    subset_per_class: int = 0        # training images kept per class (0 = all)
-    test_per_class: int = 0          # test images kept per class (0 = all)
-    num_classes: int = 10            # classes used (ImageNet/VGGFace2 subsets draw this many)
-    class_list: typing.Optional[str] = None  # file with one class folder name per line (ImageFolder data)
-    image_size: int = 32             # side length after resize/centre crop (224 on ImageNet)
+    data_root: typing.Optional[str] = _f(None, 'exec')   # folder/archive with the data; else DBD_DATA, ../shared/data, torchvision
+    cache_dir: typing.Optional[str] = _f(None, 'exec')   # decoded uint8 tensors; default ~/.cache/dbd_nb
+    out_dir: typing.Optional[str] = _f(None, 'exec')     # default <project>/outputs
+    subset_per_class: int = _f(0, 'data')        # training images kept per class (0 = all)
+    test_per_class: int = _f(0, 'data')          # test images kept per class (0 = all)
+    num_classes: int = _f(10, 'data')            # classes used (ImageNet/VGGFace2 subsets draw this many)
+    class_list: typing.Optional[str] = _f(None, 'data')  # file with one class folder name per line (ImageFolder data)
+    image_size: int = _f(32, 'data')             # side length after resize/centre crop (224 on ImageNet)
     # --- model
-    model: str = 'auto'              # auto: resnet18_cifar for 32 px, resnet18 for 224 px, densenet121 on vggface2
-    width: int = 64                  # channels of the first ResNet stage (64 in the paper)
-    # --- threat (the paper's; smaller profiles never change these)
-    target_label: int = 3            # y_t
-    poisoning_rate: typing.Optional[float] = None  # None: 0.05, label_consistent 0.025 (share of the whole training set)
-    badnets_trigger: str = 'auto'    # auto: the paper's trigger image; or 'patch' for a generated square
-    badnets_patch_size: int = 2      # side of a generated patch (Appendix F)
-    badnets_patch_loc: str = 'lower_right'  # upper_left | upper_right | center | lower_left | lower_right
-    blended_trigger: str = 'auto'    # auto: hello_kitty on 32 px data, seeded noise on 224 px data
-    blended_alpha: float = 0.1       # lambda in G(x) = (1 - lambda) x + lambda t
-    wanet_k: int = 4                 # control-grid size k
-    wanet_s: float = 0.5             # warping strength s
-    wanet_noise_rate: float = 0.2    # share of training samples given a random (noise-mode) warp, label kept; 0 = off
-    lc_eps: float = 16.0             # PGD L-inf budget, in 1/255
-    lc_steps: int = 20               # PGD steps
-    lc_step_size: float = 2.0        # PGD step, in 1/255
-    lc_surrogate: str = 'clean'      # model PGD attacks: a model trained on the clean training subset
-    lc_surrogate_epochs: int = 0     # epochs of that surrogate (0 = the same as `epochs`)
+    model: str = _f('auto', 'model', 'model')    # auto: resnet18_cifar for 32 px, resnet18 for 224 px, densenet121 on vggface2
+    width: int = _f(64, 'model')                 # channels of the first ResNet stage (64 in the paper)
+    # --- threat (the paper's; smaller profiles never change these unless their file names them in threat_changes)
+    target_label: int = _f(3, 'threat')          # y_t
+    poisoning_rate: typing.Optional[float] = _f(None, 'threat')  # None: 0.05, label_consistent 0.025 (share of the whole training set)
+    badnets_trigger: str = _f('auto', 'threat')  # auto: the paper's trigger image; 'patch' for a generated square; or an image path
+    badnets_patch_size: int = _f(2, 'threat')    # side of a generated patch (Appendix F)
+    badnets_patch_loc: str = _f('lower_right', 'threat', 'patch_loc')  # where a generated patch sits
+    blended_trigger: str = _f('auto', 'threat', 'blended_trigger')     # auto: hello_kitty on 32 px data, seeded noise on 224 px data
+    blended_ratio: float = _f(0.1, 'threat')     # the paper's lambda in G(x) = (1 - lambda) x + lambda t (Sec. 5.1)
+    wanet_k: int = _f(4, 'threat')               # control-grid size k
+    wanet_s: float = _f(0.5, 'threat')           # warping strength s
+    wanet_noise_rate: float = _f(0.2, 'threat')  # share of training samples given a random (noise-mode) warp, label kept; 0 = off
+    lc_eps: float = _f(16.0, 'threat')           # PGD L-inf budget, in 1/255
+    lc_steps: int = _f(20, 'threat')             # PGD steps
+    lc_step_size: float = _f(2.0, 'threat')      # PGD step, in 1/255
+    lc_surrogate: str = _f('clean', 'attack_compute', 'lc_surrogate')  # model PGD attacks: one trained on the clean training subset
+    lc_surrogate_epochs: int = _f(0, 'attack_compute')  # epochs of that surrogate (0 = the same as `epochs`)
     # --- supervised training (No Defense)
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_schedule: str = 'multistep'   # multistep | cosine | onecycle
-    milestones: tuple = (100, 150)   # epochs where lr is multiplied by lr_gamma (multistep)
-    lr_gamma: float = 0.1
-    augment: str = 'crop_flip'       # none | flip | crop_flip (random crop pad 4 + horizontal flip)
-    # --- execution
-    device: str = 'auto'             # auto | cpu | cuda
-    num_threads: int = 0             # CPU threads for torch (0 = torch's default)
-    nproc: int = 1                   # processes (GPUs) per training stage; > 1 launches torchrun + DDP (nbs/19_parallel)
-    compile: str = 'none'            # torch.compile mode of the training loops: none | default | reduce-overhead | max-autotune
-    eval_batch_size: int = 512
-    monitor_size: int = 1000         # test images per set evaluated after every epoch (0 = final evaluation only)
-    # --- DBD stage 1 (SimCLR, Sec. 4.3, App. A/B.3/I)
-    ssl_method: str = 'simclr'
-    ssl_epochs: int = 100            # epochs actually trained
-    ssl_schedule_epochs: int = 1000  # T_max of the cosine schedule (the authors stop at 100 of 1000)
-    ssl_batch_size: int = 512
-    ssl_lr: float = 0.4
-    ssl_weight_decay: float = 1e-4
-    ssl_temperature: float = 0.5
-    # --- DBD stage 2 (SCE head, Sec. 4.4)
-    s2_epochs: int = 10
-    s2_batch_size: int = 128
-    s2_lr: float = 0.002
-    s2_loss: str = 'sce'
-    sce_alpha: float = 0.1
-    sce_beta: float = 1.0
-    s2_bn_mode: str = 'train'        # BatchNorm of the frozen backbone: 'train' (authors' code) or 'eval'
-    filter_rate: float = 0.5         # alpha: share of lowest-loss samples kept as labelled
-    s2_compare: bool = True          # also train the other loss (CE/SCE, Figure 3) and the other BN mode, for comparison
-    # --- DBD stage 3 (MixMatch, Sec. 4.5)
-    mm_epochs: int = 190
-    mm_iters: int = 1024             # iterations per epoch
-    mm_batch_size: int = 64          # labelled and unlabelled batch each
-    mm_lr: float = 0.002
-    mm_T: float = 0.5
-    mm_alpha: float = 0.75
-    mm_lambda_u: float = 15.0
-    mm_rampup_epochs: int = 190      # linear ramp of lambda_u (over the whole run in the authors' code)
+    epochs: int = _f(200, 'supervised')
+    batch_size: int = _f(128, 'supervised')
+    lr: float = _f(0.1, 'supervised')
+    momentum: float = _f(0.9, 'supervised')
+    weight_decay: float = _f(5e-4, 'supervised')
+    lr_schedule: str = _f('multistep', 'supervised', 'lr_schedule')  # multistep | cosine | onecycle
+    milestones: tuple = _f((100, 150), 'supervised')  # epochs where lr is multiplied by lr_gamma (multistep)
+    lr_gamma: float = _f(0.1, 'supervised')
+    augment: str = _f('crop_flip', 'supervised', 'augment')  # none | flip | crop_flip (random crop pad 4 + horizontal flip)
+    # --- execution (never part of a checkpoint tag)
+    device: str = _f('auto', 'exec', 'device')   # auto | cpu | cuda
+    num_threads: int = _f(0, 'exec')             # CPU threads for torch (0 = torch's default)
+    nproc: int = _f(1, 'exec')                   # processes (GPUs) per training stage; > 1 launches torchrun + DDP (nbs/19_dist)
+    compile: str = _f('none', 'exec', 'compile') # torch.compile mode of the training loops
+    eval_batch_size: int = _f(512, 'exec')
+    monitor_size: int = _f(1000, 'monitor')      # test images per set evaluated after every epoch (0 = final evaluation only)
+    # --- DBD stage 1 (self-supervised backbone, Sec. 4.3, App. A/B.3/I)
+    ssl_method: str = _f('simclr', 'stage1', 'ssl_method')
+    ssl_epochs: int = _f(100, 'stage1')          # epochs actually trained
+    ssl_schedule_epochs: int = _f(1000, 'stage1')  # T_max of the cosine schedule (the authors stop at 100 of 1000)
+    ssl_batch_size: int = _f(512, 'stage1')
+    ssl_lr: float = _f(0.4, 'stage1')
+    ssl_weight_decay: float = _f(1e-4, 'stage1')
+    ssl_temperature: float = _f(0.5, 'stage1')
+    # --- DBD stage 2 (label-noise learning of the head, Sec. 4.4)
+    s2_epochs: int = _f(10, 'stage2')
+    s2_batch_size: int = _f(128, 'stage2')
+    s2_lr: float = _f(0.002, 'stage2')
+    s2_loss: str = _f('sce', 'stage2', 'loss')
+    sce_alpha: float = _f(0.1, 'stage2')         # alpha of Eq. 6: weight of the cross-entropy term
+    sce_beta: float = _f(1.0, 'stage2')          # beta of Eq. 6: weight of the reverse cross-entropy term
+    s2_bn_mode: str = _f('train', 'stage2', 'bn_mode')  # BatchNorm of the frozen backbone: 'train' (authors' code) or 'eval'
+    filter_rate: float = _f(0.5, 'stage2')       # the paper's alpha (Sec. 4.4): share of lowest-loss samples kept as labelled
+    s2_compare: bool = _f(True, 'stage2')        # also train the other loss (CE/SCE, Figure 3) and the other BN mode, for comparison
+    # --- DBD stage 3 (semi-supervised fine-tuning, Sec. 4.5)
+    mm_epochs: int = _f(190, 'stage3')
+    mm_iters: int = _f(1024, 'stage3')           # iterations per epoch
+    mm_batch_size: int = _f(64, 'stage3')        # labelled and unlabelled batch each
+    mm_lr: float = _f(0.002, 'stage3')
+    mm_T: float = _f(0.5, 'stage3')              # sharpening temperature T (Eq. 8)
+    mm_beta_shape: float = _f(0.75, 'stage3')    # MixUp draws its weight from Beta(mm_beta_shape, mm_beta_shape) (MixMatch's alpha)
+    mm_lambda_u: float = _f(15.0, 'stage3')      # lambda_u of Eq. 7
+    mm_rampup_epochs: int = _f(190, 'stage3')    # linear ramp of lambda_u (over the whole run in the authors' code)
 
     def replace(self, **kw): return dataclasses.replace(self, **kw)
+
+def keys_for(*groups) -> tuple:
+    "The `RunConfig` fields of the given groups, in declaration order."
+    for g in groups:
+        if g not in GROUPS: raise ValueError(f"unknown group {g!r}; allowed: {', '.join(GROUPS)}")
+    return tuple(f.name for f in fields(RunConfig) if f.metadata['group'] in groups)
+
+REGISTRY_FIELDS = {f.name: f.metadata['registry'] for f in fields(RunConfig) if f.metadata['registry']}
 
 # %% ../nbs/10_config.ipynb #c007
 class ConfigError(ValueError):
@@ -144,15 +147,16 @@ def _check_type(key, value):
         raise ConfigError(f"parameter '{key}': expected a list of integers, got {value!r}")
     return value
 
-_N_CLASSES = dict(cifar10=10, synthetic=10)
+_N_CLASSES = dict(cifar10=10, synthetic=10)   # datasets whose class count is fixed
 _POSITIVE = ('nproc', 'epochs', 'batch_size', 'eval_batch_size', 'ssl_batch_size', 's2_batch_size', 'mm_batch_size',
              'mm_iters', 'width', 'image_size', 'num_classes', 'wanet_k')
 
-def validate(cfg: RunConfig) -> RunConfig:
-    "Check ranges and names; raise `ConfigError` naming the first bad key."
-    for key, allowed in CHOICES.items():
-        if getattr(cfg, key) not in allowed:
-            raise ConfigError(f"parameter '{key}': unknown value {getattr(cfg, key)!r}; allowed: {', '.join(allowed)}")
+def validate(cfg: RunConfig, choices: dict = None) -> RunConfig:
+    """Check ranges, and names against `choices` (registry name -> the registry, e.g. `pipeline.CHOICES`); raise
+    `ConfigError` naming the first bad key. Without `choices` names are not checked."""
+    for key, reg in REGISTRY_FIELDS.items():
+        if choices is not None and reg in choices and getattr(cfg, key) not in choices[reg]:
+            raise ConfigError(f"parameter '{key}': unknown value {getattr(cfg, key)!r}; allowed: {', '.join(choices[reg])}")
     if cfg.poisoning_rate is not None and not 0 < cfg.poisoning_rate < 1:
         raise ConfigError(f"parameter 'poisoning_rate': {cfg.poisoning_rate} is outside (0, 1)")
     n_cls = _N_CLASSES.get(cfg.dataset, cfg.num_classes)
@@ -162,16 +166,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         if getattr(cfg, key) <= 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
     for key in ('subset_per_class', 'test_per_class', 'ssl_epochs', 's2_epochs', 'mm_epochs', 'num_threads', 'lc_steps', 'lc_surrogate_epochs', 'monitor_size'):
         if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
-    for key in ('ssl_lr', 's2_lr', 'mm_lr', 'ssl_temperature', 'mm_T', 'mm_alpha'):
+    for key in ('ssl_lr', 's2_lr', 'mm_lr', 'ssl_temperature', 'mm_T', 'mm_beta_shape'):
         if not getattr(cfg, key) > 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
     for key in ('mm_lambda_u', 'mm_rampup_epochs', 'sce_alpha', 'sce_beta'):
         if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
     if not 0 < cfg.filter_rate <= 1: raise ConfigError(f"parameter 'filter_rate': must lie in (0, 1], got {cfg.filter_rate}")
-    for key in ('blended_alpha', 'wanet_noise_rate'):
+    for key in ('blended_ratio', 'wanet_noise_rate'):
         if not 0 <= getattr(cfg, key) <= 1: raise ConfigError(f"parameter '{key}': must lie in [0, 1], got {getattr(cfg, key)}")
-    if cfg.badnets_patch_loc not in ('upper_left', 'upper_right', 'center', 'lower_left', 'lower_right'):
-        raise ConfigError(f"parameter 'badnets_patch_loc': unknown value {cfg.badnets_patch_loc!r}; allowed: "
-                          "upper_left, upper_right, center, lower_left, lower_right")
     if cfg.badnets_trigger not in ('auto', 'patch') and not Path(cfg.badnets_trigger).exists():
         raise ConfigError(f"parameter 'badnets_trigger': {cfg.badnets_trigger!r} is neither 'auto', 'patch' nor an image file")
     if cfg.ssl_epochs > cfg.ssl_schedule_epochs:
@@ -183,38 +184,50 @@ def notebook_params(namespace: dict, before) -> dict:
     "The names a parameters cell (and papermill's injected cell) defined: those in `namespace` but not in `before`."
     return {k: v for k, v in namespace.items() if k not in before and not k.startswith('_')}
 
-def read_params_file(path) -> dict:
-    "Read one YAML parameter file; every key must be a `RunConfig` field."
+def read_params_file(path, with_threat_changes=False):
+    """Read one YAML parameter file; every key must be a `RunConfig` field (or `threat_changes`, see above).
+    Returns the values, or (values, threat_changes) with `with_threat_changes`."""
     path = Path(path)
     if not path.exists(): raise ConfigError(f"parameter file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    try: data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        where = f", line {mark.line + 1}" if mark is not None else ''
+        raise ConfigError(f"parameter file {path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(data, dict): raise ConfigError(f"parameter file {path}: expected a mapping of key: value")
+    changes = data.pop('threat_changes', None) or []
     for k in data:
         if k not in _TYPES: raise ConfigError(f"parameter '{k}' in {path.name} is unknown; allowed: {', '.join(sorted(_TYPES))}")
-    return data
+    threat = keys_for('threat')
+    for k in changes:
+        if k not in threat: raise ConfigError(f"threat_changes in {path.name}: {k!r} is not a threat key; threat keys: {', '.join(threat)}")
+        if k not in data: raise ConfigError(f"threat_changes in {path.name}: {k!r} is listed but the file does not set it")
+    return (data, list(changes)) if with_threat_changes else data
 
-def resolve_config(nb_params: dict, params_dir=None) -> RunConfig:
-    "Merge `RunConfig` defaults < params/<dataset>.yaml < params/<profile>.yaml < non-None `nb_params`, then validate."
+def resolve_config(nb_params: dict, params_dir=None, choices: dict = None) -> RunConfig:
+    """Merge `RunConfig` defaults < params/<dataset>.yaml < params/<profile>.yaml < non-None `nb_params`, then
+    validate (names against `choices`, e.g. `pipeline.CHOICES`)."""
     for k in nb_params:
         if k not in _TYPES: raise ConfigError(f"parameter '{k}' is unknown; allowed: {', '.join(sorted(_TYPES))}")
     given = {k: v for k, v in nb_params.items() if v is not None}
     merged = {}
     dataset = given.get('dataset', RunConfig.dataset)
     profile = given.get('profile', RunConfig.profile)
-    if dataset not in DATASETS:
-        raise ConfigError(f"parameter 'dataset': unknown value {dataset!r}; allowed: {', '.join(DATASETS)}")
+    datasets = tuple((choices or {}).get('dataset', ()))
+    if datasets and dataset not in datasets:
+        raise ConfigError(f"parameter 'dataset': unknown value {dataset!r}; allowed: {', '.join(datasets)}")
     if params_dir is not None:
         params_dir = Path(params_dir)
         if (params_dir / f'{dataset}.yaml').exists(): merged.update(read_params_file(params_dir / f'{dataset}.yaml'))
         prof = params_dir / f'{profile}.yaml'
         if not prof.exists():
-            avail = sorted(p.stem for p in params_dir.glob('*.yaml') if p.stem not in DATASETS)
+            avail = sorted(p.stem for p in params_dir.glob('*.yaml') if p.stem not in datasets)
             raise ConfigError(f"parameter 'profile': unknown value {profile!r}; allowed: {', '.join(avail)}")
         merged.update(read_params_file(prof))
     merged.update(given)
     merged['dataset'], merged['profile'] = dataset, profile
     typed = {k: _check_type(k, v) for k, v in merged.items()}
-    return validate(RunConfig(**typed))
+    return validate(RunConfig(**typed), choices)
 
 # %% ../nbs/10_config.ipynb #c012
 def find_project_root(start=None) -> Path:
@@ -233,29 +246,18 @@ def run_dir(cfg: RunConfig, root: Path, attack=True) -> Path:
     return d
 
 def config_hash(cfg: RunConfig, keys=None) -> str:
-    "Short hash of the config (or of `keys` only): a finished stage is reused only when it matches."
-    d = asdict(cfg)
-    ignore = {'out_dir', 'cache_dir', 'data_root', 'device', 'num_threads', 'eval_batch_size', 'nproc', 'compile'}
-    d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if (keys is None or k in keys) and k not in ignore}
+    "Short hash of the config (or of `keys` only), never of the `exec` group: a finished stage is reused only when it matches."
+    ignore = set(keys_for('exec'))
+    d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if (keys is None or k in keys) and k not in ignore}
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
-def save_config(cfg: RunConfig, folder, name='config.yaml') -> Path:
-    "Write the config used next to the outputs (YAML, with the hash)."
+def config_dict(cfg: RunConfig) -> dict:
+    "The config as plain YAML-able values, with its hash."
     d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     d['config_hash'] = config_hash(cfg)
-    p = Path(folder) / name
-    p.write_text(yaml.safe_dump(d, sort_keys=False))
-    return p
+    return d
 
-# %% ../nbs/10_config.ipynb #c015
-def hardware_string() -> str:
-    "CPU model and core count, or the GPU name, plus the torch version."
-    import torch
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): cpu = line.split(':', 1)[1].strip(); break
-    except OSError: pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+def config_from_dict(d: dict) -> RunConfig:
+    "Inverse of `config_dict` (extra keys such as the hash or provenance are ignored)."
+    names = {f.name for f in fields(RunConfig)}
+    return validate(RunConfig(**{k: _check_type(k, v) for k, v in d.items() if k in names}))

@@ -11,13 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from .parallel import is_main
+from .store import atomic_torch_save
 
 # %% auto #0
-__all__ = ['CIFAR10_CLASSES', 'CIFAR10_JPEG_SHA256', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ImageSet',
-           'DataNotFound', 'default_cache_dir', 'sha256_file', 'make_synthetic', 'locate_cifar10', 'load_cifar10',
-           'atomic_torch_save', 'load_imagefolder', 'make_synthetic_imagefolder', 'subset_per_class', 'load_dataset',
-           'random_crop', 'random_flip', 'augment_batch', 'to_float']
+__all__ = ['CIFAR10_CLASSES', 'CIFAR10_JPEG_SHA256', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS',
+           'AUGMENTS', 'ImageSet', 'DataNotFound', 'default_cache_dir', 'sha256_file', 'make_synthetic',
+           'locate_cifar10', 'load_cifar10', 'load_imagefolder', 'make_synthetic_imagefolder', 'subset_per_class',
+           'DatasetSpec', 'norm_stats', 'load_dataset', 'find_trigger', 'random_crop', 'random_flip', 'augment_batch',
+           'normalize']
 
 # %% ../nbs/11_data.ipynb #c004
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -156,16 +157,6 @@ def load_cifar10(data_root=None, cache_dir=None, project_root=None, download=Tru
         atomic_torch_save(d, cfile)
     return ImageSet(*d['train'], CIFAR10_CLASSES), ImageSet(*d['test'], CIFAR10_CLASSES)
 
-# %% ../nbs/11_data.ipynb #c011
-def atomic_torch_save(obj, path):
-    "torch.save to `path` via a temporary file and an atomic rename; under torchrun only rank 0 writes."
-    path = Path(path)
-    if not is_main(): return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
 # %% ../nbs/11_data.ipynb #c014
 def _resize_center_crop(img: Image.Image, size: int) -> np.ndarray:
     resize = int(round(size * 256 / 224))
@@ -230,17 +221,47 @@ def subset_per_class(ds: ImageSet, n: int, seed=0) -> ImageSet:
     return ds.subset(torch.cat(keep).sort().values)
 
 # %% ../nbs/11_data.ipynb #c020
+@dataclass(frozen=True)
+class DatasetSpec:
+    "How to load a dataset and normalise its inputs."
+    load: object          # (data_root, cache_dir, project_root, num_classes, class_list, image_size, seed) -> (train, test)
+    mean: tuple
+    std: tuple
+
+def _load_cifar(data_root, cache_dir, project_root, num_classes, class_list, image_size, seed):
+    return load_cifar10(data_root, cache_dir, project_root)
+
+def _load_folder(data_root, cache_dir, project_root, num_classes, class_list, image_size, seed):
+    return load_imagefolder(data_root or os.environ.get('DBD_DATA'), num_classes, class_list, seed, image_size, cache_dir)
+
+def _load_synthetic(data_root, cache_dir, project_root, num_classes, class_list, image_size, seed):
+    return make_synthetic(500, 10, image_size, seed), make_synthetic(100, 10, image_size, seed + 1)
+
+DATASETS = {'cifar10': DatasetSpec(_load_cifar, CIFAR10_MEAN, CIFAR10_STD),
+            'imagenet': DatasetSpec(_load_folder, IMAGENET_MEAN, IMAGENET_STD),
+            'vggface2': DatasetSpec(_load_folder, IMAGENET_MEAN, IMAGENET_STD),
+            # synthetic images are uniform noise around class colours: mid-grey mean, a quarter of the range as std
+            'synthetic': DatasetSpec(_load_synthetic, (0.5,) * 3, (0.25,) * 3)}
+
+def norm_stats(name) -> tuple:
+    "(mean, std) per channel that inputs of dataset `name` are normalised with."
+    if name not in DATASETS: raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    return DATASETS[name].mean, DATASETS[name].std
+
 def load_dataset(name, data_root=None, cache_dir=None, project_root=None, num_classes=30, class_list=None,
                  image_size=224, seed=0):
-    "Train and test `ImageSet`s for `name` in cifar10 | imagenet | vggface2 | synthetic."
-    if name == 'cifar10': return load_cifar10(data_root, cache_dir, project_root)
-    if name in ('imagenet', 'vggface2'):
-        root = data_root or os.environ.get('DBD_DATA')
-        return load_imagefolder(root, num_classes, class_list, seed, image_size, cache_dir)
-    if name == 'synthetic':
-        tr = make_synthetic(500, 10, image_size, seed); te = make_synthetic(100, 10, image_size, seed + 1)
-        return tr, te
-    raise ValueError(f"unknown dataset {name!r}")
+    "Train and test `ImageSet`s for the dataset `name` of `DATASETS`."
+    if name not in DATASETS: raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    return DATASETS[name].load(data_root, cache_dir, project_root, num_classes, class_list, image_size, seed)
+
+def find_trigger(name, data_root=None, project_root=None) -> Path:
+    "Path of trigger image `name` in <data_root>/triggers, $DBD_DATA/triggers or ../shared/data/triggers, else `DataNotFound`."
+    cands = [Path(p) / 'triggers' / name for p in (data_root, os.environ.get('DBD_DATA')) if p and Path(p).is_dir()]
+    if project_root is not None: cands.append(Path(project_root).resolve().parent / 'shared' / 'data' / 'triggers' / name)
+    for c in cands:
+        if c.exists(): return c
+    raise DataNotFound(f"trigger image {name} not found; looked in: {', '.join(map(str, cands)) or '(nowhere)'}. "
+                       "Put the triggers/ folder next to your data (data_root or DBD_DATA).")
 
 # %% ../nbs/11_data.ipynb #c022
 def random_crop(x: torch.Tensor, pad=4, mode='reflect', generator=None) -> torch.Tensor:
@@ -260,13 +281,22 @@ def random_flip(x: torch.Tensor, p=0.5, generator=None) -> torch.Tensor:
     m = torch.rand(x.shape[0], device=x.device, generator=generator) < p
     return torch.where(m[:, None, None, None], x.flip(-1), x)
 
+AUGMENTS = ('none', 'flip', 'crop_flip')
+
 def augment_batch(x: torch.Tensor, mode='crop_flip', generator=None) -> torch.Tensor:
-    "Supervised augmentation of a uint8 batch: none | flip | crop_flip (pad 4 reflect for 32 px)."
+    "Supervised augmentation of a uint8 batch, one of `AUGMENTS`: none | flip | crop_flip (pad 4 reflect for 32 px)."
+    if mode not in AUGMENTS: raise ValueError(f"unknown augment {mode!r}; allowed: {', '.join(AUGMENTS)}")
     if mode == 'none': return x
     if mode == 'crop_flip': x = random_crop(x, pad=4 if x.shape[-1] <= 64 else x.shape[-1] // 8, generator=generator)
     return random_flip(x, generator=generator)
 
-def to_float(x: torch.Tensor, mean, std) -> torch.Tensor:
-    "uint8 batch -> normalised float batch."
-    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1); s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
-    return (x.float() / 255 - m) / s
+_STATS = {}
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """(x - mean) / std per channel, for a uint8 batch (scaled to [0, 1] first) or a float batch in [0, 1]. The
+    one normalisation of the project; the statistics are cached per device, so no host-to-device copy per call."""
+    key = (tuple(mean), tuple(std), x.device)
+    if key not in _STATS:
+        _STATS[key] = (torch.tensor(mean, device=x.device).view(1, -1, 1, 1), torch.tensor(std, device=x.device).view(1, -1, 1, 1))
+    m, s = _STATS[key]
+    return (((x.float() / 255) if x.dtype == torch.uint8 else x) - m) / s

@@ -8,9 +8,14 @@ import argparse, json, sys, time
 from pathlib import Path
 import numpy as np
 import torch, torch.nn.functional as F
+from .config import find_project_root
+from .dist import get_device
+from .store import hardware_string, atomic_write_text
+from .pipeline import resolve, run_from_config, run_step
+from .bench import LOOP_STAGES, loop_throughput, bench_fast_path
 
 # %% auto #0
-__all__ = ['FWD_GFLOP_W64', 'fwd_gflop', 'time_step', 'stage_throughput', 'project_paper', 'reduced_recipe', 'main']
+__all__ = ['FWD_GFLOP_W64', 'fwd_gflop', 'stage_throughput', 'project_paper', 'reduced_recipe', 'main']
 
 # %% ../nbs/18_gpu_check.ipynb #c004
 FWD_GFLOP_W64 = 1.1      # CIFAR ResNet-18 forward, width 64, per 32x32 image
@@ -19,66 +24,21 @@ def fwd_gflop(width=64) -> float:
     "Counted forward GFLOP per image of the CIFAR ResNet-18 at `width` (conv FLOPs ~ width^2)."
     return FWD_GFLOP_W64 * (width / 64) ** 2
 
-def time_step(step, device, steps=10, warmup=3, repeats=3) -> float:
-    "Median seconds per call of `step()` (the inverse of `dbd_nb.bench.measure` with one item per call)."
-    from dbd_nb.bench import measure
-    return 1 / measure(step, 1, device, steps, warmup, repeats)
-
-def stage_throughput(device, width=64, steps=10, n_classes=10, size=32) -> dict:
-    """Images per second of one optimiser step (or pass) of each stage at the paper's batch sizes, on random uint8
-    images already on `device`; plus achieved TFLOP/s against the counted FLOPs."""
-    from dbd_nb.models import build_model
-    from dbd_nb.train import prepare_model, as_input, autocast, optimizer_kwargs
-    from dbd_nb.data import augment_batch, to_float
-    from dbd_nb.augment import simclr_augment, weak_augment
-    from dbd_nb.ssl import make_ssl, normalize01
-    from dbd_nb.stage2 import get_loss
-    from dbd_nb.stage3 import mixmatch_loss
-    g = torch.Generator(device=device).manual_seed(0)
-    ok = optimizer_kwargs(device)     # fused optimisers on CUDA, as in training
-    x = torch.randint(0, 256, (2048, 3, size, size), dtype=torch.uint8, device=device)
-    y = torch.randint(0, n_classes, (2048,), device=device)
-    m = prepare_model(build_model('resnet18_cifar', n_classes, width), device)
-    mean, std = (0.5,) * 3, (0.25,) * 3
-    F1 = fwd_gflop(width); res = {}
-    sgd = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, **ok)
-    def sup():
-        i = torch.randint(0, 2048, (128,), device=device, generator=g)
-        xb = as_input(to_float(augment_batch(x[i], 'crop_flip', generator=g), mean, std))
-        with autocast(device): loss = F.cross_entropy(m(xb), y[i])
-        sgd.zero_grad(set_to_none=True); loss.backward(); sgd.step()
-    s = time_step(sup, device, steps); res['supervised'] = dict(batch=128, img_per_s=128 / s, tflops=128 / s * 3 * F1 / 1e3)
-    ssl = prepare_model(make_ssl('simclr', m.backbone, m.feat_dim), device)
-    opt = torch.optim.SGD(ssl.parameters(), lr=0.01, momentum=0.9, **ok)
-    def simclr():
-        i = torch.randint(0, 2048, (512,), device=device, generator=g)
-        v1 = as_input(normalize01(simclr_augment(x[i], generator=g), mean, std)); v2 = as_input(normalize01(simclr_augment(x[i], generator=g), mean, std))
-        with autocast(device): loss = ssl.loss(v1, v2)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    s = time_step(simclr, device, steps); res['simclr'] = dict(batch=512, img_per_s=512 / s, tflops=512 / s * 2 * 3 * F1 / 1e3)
-    head_opt = torch.optim.Adam(m.head.parameters(), 0.002, **ok); sce = get_loss('sce')
-    def stage2():
-        i = torch.randint(0, 2048, (128,), device=device, generator=g)
-        xb = as_input(normalize01(weak_augment(x[i], generator=g), mean, std))
-        with torch.no_grad(), autocast(device): f = m.backbone(xb)
-        loss = sce(m.head(f.float()), y[i]).mean(); head_opt.zero_grad(); loss.backward(); head_opt.step()
-    s = time_step(stage2, device, steps); res['stage2'] = dict(batch=128, img_per_s=128 / s, tflops=128 / s * F1 / 1e3)
-    adam = torch.optim.Adam(m.parameters(), 0.002, **ok)
-    def mixmatch():
-        i = torch.randint(0, 2048, (64,), device=device, generator=g); j = torch.randint(0, 2048, (64,), device=device, generator=g)
-        xl = normalize01(weak_augment(x[i], generator=g), mean, std)
-        xu = [normalize01(weak_augment(x[j], generator=g), mean, std) for _ in range(2)]
-        lx, lu = mixmatch_loss(m, xl, y[i], xu, num_classes=n_classes, lam=0.7, generator=g)
-        loss = lx + 15 * lu; adam.zero_grad(set_to_none=True); loss.backward(); adam.step()
-    s = time_step(mixmatch, device, steps)
-    res['mixmatch'] = dict(batch=64, steps_per_s=1 / s, img_per_s=192 / s, tflops=(128 * F1 + 192 * 3 * F1) / s / 1e3)
-    m.eval()
-    @torch.no_grad()
-    def refilter():
-        xb = as_input(normalize01(x[:1024].float() / 255, mean, std))
-        with autocast(device): sce(m(xb), y[:1024])
-    s = time_step(refilter, device, max(2, steps // 2)); res['refilter'] = dict(batch=1024, img_per_s=1024 / s, tflops=1024 / s * F1 / 1e3)
-    m.train()
+def stage_throughput(device, width=64, steps=10, n_classes=10, size=32, repeats=2) -> dict:
+    """Images per second of the real training loop of each stage (`bench.loop_throughput`) at the paper's batch sizes,
+    on random uint8 images already on `device`; plus achieved TFLOP/s against the counted FLOPs."""
+    x = torch.randint(0, 256, (max(2048, 512 * steps), 3, size, size), dtype=torch.uint8, device=device)
+    y = torch.randint(0, n_classes, (len(x),), device=device)
+    F1, res = fwd_gflop(width), {}
+    passes = dict(supervised=3, simclr=2 * 3, stage2=1, refilter=1)      # forward-equivalents per image
+    for stage in LOOP_STAGES:
+        r = loop_throughput(stage, x, y, width=width, device=device, steps=steps, repeats=repeats, mean=(0.5,) * 3, std=(0.25,) * 3)
+        ips = r['img_per_s']
+        if stage == 'mixmatch':      # 64 labelled + 2 x 64 unlabelled: 128 guessing forwards + 192 trained images per step
+            res[stage] = dict(batch=r['batch'], steps_per_s=r['steps_per_s'], img_per_s=ips,
+                              tflops=r['steps_per_s'] * (2 * r['batch'] * F1 + 3 * r['batch'] * 3 * F1) / 1e3)
+        else:
+            res[stage] = dict(batch=r['batch'], img_per_s=ips, tflops=ips * passes[stage] * F1 / 1e3)
     return res
 
 def project_paper(tp: dict, n_train=50_000) -> dict:
@@ -104,13 +64,8 @@ def reduced_recipe(tp: dict, budget_s: float, n_train: int) -> dict:
 
 # %% ../nbs/18_gpu_check.ipynb #c010
 def main(argv=None):
-    "python -m dbd_nb.gpu_check: throughput, projection, and a reduced DBD run; prints a log and writes JSON."
-    from dbd_nb.config import resolve_config, find_project_root, hardware_string
-    from dbd_nb.experiment import load_run_data, get_poisoned, run_no_defense, norm_stats
-    from dbd_nb.ssl import run_stage1
-    from dbd_nb.stage2 import run_stage2
-    from dbd_nb.stage3 import run_stage3
-    from dbd_nb.train import get_device
+    """python -m dbd_nb.gpu_check: throughput, projection, and a reduced DBD run through the pipeline. Prints a log
+    line and rewrites the JSON report after every phase and step, so a run cut short still leaves its results."""
     ap = argparse.ArgumentParser(prog='python -m dbd_nb.gpu_check')
     ap.add_argument('--dataset', default='cifar10'); ap.add_argument('--attack', default='badnets')
     ap.add_argument('--data_root', default=None); ap.add_argument('--width', type=int, default=64)
@@ -118,46 +73,45 @@ def main(argv=None):
     ap.add_argument('--bench_steps', type=int, default=20); ap.add_argument('--out_dir', default=None)
     ap.add_argument('--subset_per_class', type=int, default=0)
     ap.add_argument('--fast_path', action='store_true',
-                    help='also time eager vs torch.compile modes (CUDA graphs on CUDA) for the supervised and MixMatch steps')
+                    help='also time eager vs torch.compile modes (CUDA graphs on CUDA) for the supervised and MixMatch loops')
     ap.add_argument('--compile', default='none', help='torch.compile mode of the reduced DBD run (none | default | reduce-overhead)')
     a = ap.parse_args(argv)
     root = find_project_root(); t_start = time.time()
     out = Path(a.out_dir) if a.out_dir else root / 'outputs' / 'bench'; out.mkdir(parents=True, exist_ok=True)
     dev = get_device('auto')
-    print(f'[gpu_check] {hardware_string()}', flush=True)
+    report = dict(hardware=hardware_string(), width=a.width)
+    def save(note):
+        report['total_wall_s'] = round(time.time() - t_start, 1)
+        atomic_write_text(out / 'gpu_check.json', json.dumps(report, indent=2))
+        print(f'[gpu_check] {note} ({report["total_wall_s"]} s)', flush=True)
+    print(f'[gpu_check] {report["hardware"]}', flush=True)
     tp = stage_throughput(dev, a.width, a.bench_steps)
     for k, v in tp.items(): print(f'[gpu_check] {k:10s} ' + '  '.join(f'{kk}={vv:,.1f}' for kk, vv in v.items()), flush=True)
-    n_train = 50_000 if a.dataset == 'cifar10' and not a.subset_per_class else None
-    cfg = resolve_config(dict(profile='paper', dataset=a.dataset, attack=a.attack, data_root=a.data_root, width=a.width,
-                              out_dir=str(out / 'runs'), subset_per_class=a.subset_per_class), root / 'params')
-    train, test = load_run_data(cfg, root); n_train = len(train)
-    proj = project_paper(tp, n_train)
-    print(f'[gpu_check] projected minutes of the paper recipe on {n_train} images: {proj}', flush=True)
-    report = dict(hardware=hardware_string(), width=a.width, throughput=tp, projected_min=proj, n_train=n_train)
+    report['throughput'] = tp; save('throughput written')
+    cfg = resolve(dict(profile='paper', dataset=a.dataset, attack=a.attack, data_root=a.data_root, width=a.width,
+                       out_dir=str(out / 'runs'), subset_per_class=a.subset_per_class, compile=a.compile), root / 'params')
+    run = run_from_config(cfg, root, out / 'runs' / a.attack, dev, progress=False)
+    train, test = run_step(run, 'data'); n_train = len(train)
+    report.update(projected_min=project_paper(tp, n_train), n_train=n_train)
+    save(f'projected minutes of the paper recipe on {n_train} images: {report["projected_min"]}')
     if a.fast_path:
-        from dbd_nb.bench import bench_fast_path
-        fp = bench_fast_path(train.x, train.y, width=a.width, device=dev, steps=a.bench_steps, repeats=3)
-        print('[gpu_check] eager vs torch.compile (img/s after compilation; first_steps_s includes it):\n' + fp.to_string(index=False), flush=True)
-        report['fast_path'] = fp.to_dict('records')
+        fp = bench_fast_path(train.x, train.y, width=a.width, device=dev, steps=a.bench_steps, repeats=3, mean=run.norm[0], std=run.norm[1])
+        print('[gpu_check] eager vs torch.compile (img/s after compilation; first_s includes it):\n' + fp.to_string(index=False), flush=True)
+        report['fast_path'] = fp.to_dict('records'); save('fast path written')
     if a.budget_s > 0:
         rec = reduced_recipe(tp, a.budget_s, n_train)
-        cfg = cfg.replace(profile='gpucheck', compile=a.compile, **rec)
-        print(f'[gpu_check] reduced recipe for {a.budget_s:.0f} s: {rec}', flush=True)
+        run = run_from_config(cfg.replace(profile='gpucheck', **rec), root, out / 'runs' / a.attack, dev, progress=False)
+        run.products['data'] = (train, test)
+        report['reduced_recipe'] = rec; save(f'reduced recipe for {a.budget_s:.0f} s: {rec}')
+        keep = lambda d: {k: d[k] for k in ('ba', 'asr', 'natural_target_rate', 'train_s', 'knn_acc', 'n_poison_kept', 'stage_s') if k in d}
         t0 = time.time()
-        data, info = get_poisoned(cfg, train, test, out / 'runs' / a.attack, root, dev, progress=False)
-        _, nd, _ = run_no_defense(cfg, data, len(train.classes), out / 'runs' / a.attack, dev, progress=False)
-        m, s1, _ = run_stage1(cfg, data, len(train.classes), out / 'runs' / a.attack, dev, progress=False)
-        m, mask, _ = run_stage2(cfg, data, m, out / 'runs' / a.attack, dev, progress=False)
-        m, dbd, _ = run_stage3(cfg, data, m, out / 'runs' / a.attack, dev, progress=False)
-        keep = lambda d: {k: d[k] for k in ('ba', 'asr', 'natural_target_rate', 'train_s') if k in d}
-        report.update(reduced_recipe=rec, no_defense=keep(nd), dbd=dict(keep(dbd), stage_s=dbd['stage_s']),
-                      stage1_knn=s1['knn_acc'], stage2_poison_kept=int((mask & data.is_poison).sum()), reduced_wall_s=round(time.time() - t0, 1))
-        print(f'[gpu_check] No Defense {keep(nd)}', flush=True)
-        print(f'[gpu_check] DBD        {keep(dbd)} stages {dbd["stage_s"]} | stage-1 kNN {s1["knn_acc"]}% | '
-              f'poisoned kept by stage 2: {report["stage2_poison_kept"]} of {int(mask.sum())}', flush=True)
-    report['total_wall_s'] = round(time.time() - t_start, 1)
-    (out / 'gpu_check.json').write_text(json.dumps(report, indent=2))
-    print(f'[gpu_check] done in {report["total_wall_s"]} s; wrote {out / "gpu_check.json"}', flush=True)
+        for step in ('poison', 'no_defense', 'stage1', 'stage2', 'stage3'):
+            prod = run_step(run, step)
+            if step in ('no_defense', 'stage1', 'stage3'): report[{'stage3': 'dbd'}.get(step, step)] = keep(prod[1])
+            if step == 'stage2': report['stage2'] = dict(n_kept=int(prod[1].sum()), n_poison_kept=int((prod[1] & run.products['poison'][0].is_poison).sum()))
+            report['reduced_wall_s'] = round(time.time() - t0, 1)
+            save(f'{step}: {report.get({"stage3": "dbd"}.get(step, step), "done")}')
+    save(f'done; wrote {out / "gpu_check.json"}')
     return 0
 
 if __name__ == '__main__' and 'get_ipython' not in globals(): sys.exit(main())   # a script, not a notebook kernel

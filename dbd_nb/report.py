@@ -12,13 +12,23 @@ import matplotlib
 import matplotlib.pyplot as plt
 import yaml
 import torch
+from .store import provenance, provenance_line
+from .attacks import ATTACKS
+from .pipeline import DEFENSES
 
 # %% auto #0
-__all__ = ['ATTACK_TITLES', 'save_examples', 'gallery_figure', 'figure4', 'history_figure', 'load_reference', 'paper_cell',
-           'results_table', 'write_table', 'budget_table', 'budget_figure', 'table1_frame', 'dbd_stage_table', 'table1']
+__all__ = ['attack_title', 'defense_title', 'save_examples', 'gallery_figure', 'figure4', 'history_figure', 'load_reference',
+           'paper_cell', 'results_table', 'write_table', 'budget_table', 'budget_figure', 'table1_frame',
+           'dbd_stage_table', 'table1', 'stale_notebooks', 'mark_stale']
 
 # %% ../nbs/15_report.ipynb #c004
-ATTACK_TITLES = dict(badnets='BadNets', blended='Blended', wanet='WaNet', label_consistent='Label-Consistent')
+def attack_title(a: str) -> str:
+    "The table name of attack `a` (its registry title), or `a` itself."
+    return ATTACKS[a].title if a in ATTACKS else a
+
+def defense_title(d: str) -> str:
+    "The table name of defence `d` (its registry title), or `d` itself."
+    return DEFENSES[d].title if d in DEFENSES else d
 
 def _img(x):  # C x H x W uint8 tensor -> H x W x C numpy
     return np.asarray(x.permute(1, 2, 0).cpu().numpy() if isinstance(x, torch.Tensor) else x)
@@ -52,7 +62,7 @@ def figure4(ds_dir, attacks, path=None, caption=''):
         c, p = ex[0, 0].astype(np.int16), ex[1, 0].astype(np.int16)
         for i, (im, lab) in enumerate(((c, 'benign image'), (p, 'poisoned image'), (np.clip(np.abs(p - c) * 10, 0, 255), 'trigger (|diff| x10)'))):
             ax = axes[i, j]; ax.imshow(im.astype(np.uint8), interpolation='nearest'); ax.set_xticks([]); ax.set_yticks([])
-            if i == 0: ax.set_title(ATTACK_TITLES.get(a, a))
+            if i == 0: ax.set_title(attack_title(a))
             if j == 0: ax.set_ylabel(lab)
     fig.suptitle(caption, fontsize=8); fig.tight_layout()
     if path: fig.savefig(path, dpi=120)
@@ -99,17 +109,27 @@ def results_table(ds_dir, attacks, defenses=('no_defense',), ref=None, lc_eps=16
             rows.append(dict(defense=d, attack=a, BA=m['ba'], ASR=m['asr'], natural_target_rate=m['natural_target_rate'],
                              backdoor_effect=m['backdoor_effect'], train_min=round(m.get('train_s', float('nan')) / 60, 1),
                              paper_BA=pc[0] if pc else None, paper_ASR=pc[1] if pc else None,
-                             n_train=m.get('n_train'), hardware=m.get('hardware')))
+                             n_train=m.get('n_train'), hardware=m.get('hardware'),
+                             commit=_commit(m.get('provenance'))))
     return pd.DataFrame(rows)
 
-def write_table(df: pd.DataFrame, folder, name, caption='') -> Path:
-    "Write `name`.csv and `name`.md (with a caption line naming profile, dataset, seed, hardware)."
+def _commit(prov) -> str:
+    "A metrics entry's commit ('+dirty' when the tree had changes), or 'unrecorded' for entries written before provenance."
+    if not prov: return 'unrecorded'
+    return prov.get('commit', 'unknown') + ('+dirty' if prov.get('dirty') else '')
+
+def write_table(df: pd.DataFrame, folder, name, caption='', root=None) -> Path:
+    """Write `name`.csv and `name`.md (with the caption, which names profile, dataset, seed and hardware); given the
+    project `root`, the caption ends with the commit of the code writing the table."""
     folder = Path(folder); df.to_csv(folder / f'{name}.csv', index=False)
+    if root is not None:
+        p = provenance(root)
+        caption = f"{caption} Written by commit {p['commit']}{'+dirty' if p['dirty'] else ''}.".strip()
     (folder / f'{name}.md').write_text((f'{caption}\n\n' if caption else '') + df.to_markdown(index=False) + '\n')
     return folder / f'{name}.md'
 
 # %% ../nbs/15_report.ipynb #c011
-def budget_table(out_root, dataset, profiles, attacks=tuple(ATTACK_TITLES), threshold=90.0) -> pd.DataFrame:
+def budget_table(out_root, dataset, profiles, attacks=tuple(ATTACKS), threshold=90.0) -> pd.DataFrame:
     "No-Defense runs of `profiles` under `out_root/<profile>/<dataset>/`, one row per (attack, profile), cheapest first."
     rows = []
     for prof in profiles:
@@ -135,7 +155,7 @@ def budget_figure(df: pd.DataFrame, title='', path=None, threshold=90.0):
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for i, (a, g) in enumerate(df.groupby('attack', observed=True)):
         c = f'C{i}'
-        ax.plot(g.train_min, g.ASR, 'o-', color=c, label=f'{ATTACK_TITLES.get(a, a)} ASR')
+        ax.plot(g.train_min, g.ASR, 'o-', color=c, label=f'{attack_title(a)} ASR')
         ax.plot(g.train_min, g.natural_target_rate, 'o:', color=c, alpha=0.6)
         for _, r in g.iterrows(): ax.annotate(r.profile, (r.train_min, r.ASR), fontsize=7, xytext=(3, 3), textcoords='offset points')
     ax.axhline(threshold, color='grey', lw=0.8, ls='--')
@@ -150,11 +170,11 @@ def table1_frame(long: pd.DataFrame, attacks) -> pd.DataFrame:
     "Pivot `results_table` rows (defense x attack) into one row per defense with per-attack columns."
     rows = []
     for d in dict.fromkeys(long.defense):
-        row = {'defense': {'no_defense': 'No Defense', 'dbd': 'DBD'}.get(d, d)}
+        row = {'defense': defense_title(d)}
         for a in attacks:
             r = long[(long.defense == d) & (long.attack == a)]
             if not len(r): continue
-            r = r.iloc[0]; t = ATTACK_TITLES.get(a, a)
+            r = r.iloc[0]; t = attack_title(a)
             row.update({f'{t} BA': r.BA, f'{t} BA (paper)': r.paper_BA, f'{t} ASR': r.ASR, f'{t} ASR (paper)': r.paper_ASR,
                         f'{t} NTR': r.natural_target_rate})
         rows.append(row)
@@ -175,17 +195,49 @@ def dbd_stage_table(ds_dir, attacks) -> pd.DataFrame:
                          no_defense_min=round(m.get('no_defense', {}).get('train_s', float('nan')) / 60, 1)))
     return pd.DataFrame(rows)
 
-def table1(root, profile, dataset, attacks=tuple(ATTACK_TITLES), out_dir=None, seed=0) -> pd.DataFrame:
+def table1(root, profile, dataset, attacks=tuple(ATTACKS), out_dir=None, seed=0) -> pd.DataFrame:
     "Write outputs/<profile>/<dataset>/table1.{csv,md} and dbd_stages.{csv,md}; return the wide Table 1."
     ds = (Path(out_dir) if out_dir else Path(root) / 'outputs') / profile / dataset
-    long = results_table(ds, attacks, ('no_defense', 'dbd'), load_reference(root))
+    long = results_table(ds, attacks, tuple(DEFENSES), load_reference(root))
     if not len(long): return long
     hw = '; '.join(dict.fromkeys(long.hardware.dropna()))
+    commits = ', '.join(dict.fromkeys(long.commit))
     t1 = table1_frame(long, attacks)
     write_table(t1, ds, 'table1', f'Table 1 (Label-Consistent: Table 2, eps 16, rate 2.5%) on {dataset}, profile {profile}, '
-                f'seed {seed}; hardware: {hw}. NTR: natural target rate. "(paper)": the paper\'s full-recipe numbers.')
+                f'seed {seed}; hardware: {hw}; rows measured at commit {commits}. NTR: natural target rate. '
+                '"(paper)": the paper\'s full-recipe numbers.', root=root)
     st = dbd_stage_table(ds, attacks)
     if len(st):
-        write_table(st, ds, 'dbd_stages', f'DBD stages on {dataset}, profile {profile}, seed {seed}; hardware: {hw}. '
-                    's2_poison_kept: poisoned samples among the high-credible samples (paper, BadNets: 8 of 25,000).')
+        write_table(st, ds, 'dbd_stages', f'DBD stages on {dataset}, profile {profile}, seed {seed}; hardware: {hw}; '
+                    f'rows measured at commit {commits}. s2_poison_kept: poisoned samples among the high-credible samples '
+                    '(paper, BadNets: 8 of 25,000).', root=root)
     return t1
+
+# %% ../nbs/15_report.ipynb #s001
+def _cells(nb_path) -> list:
+    "(cell type, source) of every cell except papermill's injected parameters."
+    nb = json.loads(Path(nb_path).read_text())
+    return [(c['cell_type'], ''.join(c['source']).strip()) for c in nb['cells']
+            if 'injected-parameters' not in c.get('metadata', {}).get('tags', [])]
+
+def stale_notebooks(root) -> list:
+    "Executed notebooks under outputs/ whose cells differ from their source notebook in nbs/ (or whose source is gone)."
+    root = Path(root); out = []
+    for p in sorted((root / 'outputs').rglob('*.ipynb')):
+        src = root / 'nbs' / p.name
+        if '.ipynb_checkpoints' in p.parts: continue
+        if not src.exists() or _cells(p) != _cells(src): out.append(p)
+    return out
+
+def mark_stale(root) -> dict:
+    "Write STALE.md into every run folder holding a stale executed notebook, remove it where none is left; {folder: names}."
+    root = Path(root); by_dir = {}
+    for p in stale_notebooks(root): by_dir.setdefault(p.parent, []).append(p.name)
+    for old in (root / 'outputs').rglob('STALE.md'):
+        if old.parent not in by_dir: old.unlink()
+    for d, names in by_dir.items():
+        (d / 'STALE.md').write_text(
+            '# Stale until regenerated\n\nThese executed notebooks differ from their source in `nbs/` (the code changed after '
+            'they ran): ' + ', '.join(f'`{n}`' for n in names) + '.\nThe numbers here were measured by the code of the commit '
+            'named in `metrics.json` (entries without `provenance` predate its recording). Regenerate with `dbd-run`.\n')
+    return {str(d.relative_to(root)): n for d, n in by_dir.items()}

@@ -7,7 +7,13 @@ from __future__ import annotations
 import argparse, hashlib, json, os, sys, time
 from pathlib import Path
 import yaml
-from .config import find_project_root, ATTACKS, DATASETS, ConfigError, resolve_config
+import matplotlib
+import papermill as pm
+from .config import find_project_root, ConfigError
+from .data import DATASETS
+from .attacks import ATTACKS
+from .pipeline import resolve
+from .report import results_table, write_table, figure4, load_reference, table1
 
 # %% auto #0
 __all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'step_signature', 'run_step', 'summarise', 'main']
@@ -33,9 +39,8 @@ def step_signature(params: dict, root: Path, notebook: str) -> str:
 
 def run_step(nb: str, params: dict, root: Path, force=False, log=print) -> Path:
     "Execute nbs/<nb>.ipynb with papermill into the run folder unless an identical finished step exists."
-    import papermill as pm
     own = DISPLAY_PARAMS.get(nb, ())
-    cfg = resolve_config({k: v for k, v in params.items() if k not in own}, root / 'params')   # fail fast, before a kernel starts
+    cfg = resolve({k: v for k, v in params.items() if k not in own}, root / 'params')   # fail fast, before a kernel starts
     rdir = (Path(cfg.out_dir) if cfg.out_dir else root / 'outputs') / cfg.profile / cfg.dataset / cfg.attack
     rdir.mkdir(parents=True, exist_ok=True)
     out, marker = rdir / f'{nb}.ipynb', rdir / '.done' / nb
@@ -52,20 +57,18 @@ def run_step(nb: str, params: dict, root: Path, force=False, log=print) -> Path:
     return out
 
 # %% ../nbs/16_runner.ipynb #c005
-def summarise(root: Path, profile: str, dataset: str, attacks=ATTACKS, out_dir=None):
+def summarise(root: Path, profile: str, dataset: str, attacks=tuple(ATTACKS), out_dir=None):
     "Cross-attack tables and Figure 4 for outputs/<profile>/<dataset>/ (every attack with a run there)."
-    from dbd_nb.report import results_table, write_table, figure4, load_reference
-    import matplotlib; matplotlib.use('Agg')
+    matplotlib.use('Agg')
     ds = (Path(out_dir) if out_dir else root / 'outputs') / profile / dataset
-    cfg = resolve_config(dict(profile=profile, dataset=dataset), root / 'params')
+    cfg = resolve(dict(profile=profile, dataset=dataset), root / 'params')
     df = results_table(ds, attacks, ('no_defense',), load_reference(root), cfg.lc_eps)
     if len(df):
         hw = df.hardware.iloc[0]
         write_table(df.drop(columns=['hardware']), ds, 'no_defense',
                     f'No Defense on {dataset}, profile {profile}, seed {cfg.seed}; hardware: {hw}. '
-                    'Paper: Table 1 (and Table 2 for Label-Consistent, eps 16, rate 2.5%).')
+                    'Paper: Table 1 (and Table 2 for Label-Consistent, eps 16, rate 2.5%).', root=root)
     figure4(ds, attacks, ds / 'figure4_attacks.png', f'{dataset}, profile {profile}, seed {cfg.seed}')
-    from dbd_nb.report import table1
     table1(root, profile, dataset, attacks, out_dir, cfg.seed)     # writes table1.* once a DBD run exists
     return df
 

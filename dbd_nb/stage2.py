@@ -4,19 +4,17 @@
 
 # %% ../nbs/03_stage2.ipynb #c003
 from __future__ import annotations
-import copy, math, time
-from pathlib import Path
+import math, time
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
-from tqdm.auto import tqdm
+from .dist import rank_world, shard, shard_scale, all_sum, ddp
+from .data import normalize
 from .augment import weak_augment
-from .ssl import normalize01
-from .train import prepare_model, as_input, autocast, predict, optimizer_kwargs
-from .parallel import rank_world, shard, shard_scale, all_sum, ddp, sync_batchnorm, is_main, from_main, launch_if_needed
+from .train import as_input, autocast, optimizer_kwargs, wrap_model, run_epochs
 
 # %% auto #0
-__all__ = ['LOSSES', 'S2_KEYS', 'register_loss', 'ce_loss', 'sce_loss', 'get_loss', 'train_head', 'per_sample_loss',
-           'select_credible', 'loss_kwargs', 'filter_report', 'run_stage2', 'figure3', 'variants_table']
+__all__ = ['LOSSES', 'BN_MODES', 'register_loss', 'ce_loss', 'sce_loss', 'get_loss', 'train_head', 'per_sample_loss',
+           'select_credible', 'filter_report', 'figure3', 'variants_table']
 
 # %% ../nbs/03_stage2.ipynb #c005
 LOSSES = {}
@@ -52,26 +50,29 @@ def _ranked_batches(n, batch_size, generator, device, min_last=1):
     if len(b) > 1 and len(b[-1]) < min_last: b[-2:] = [torch.cat(b[-2:])]
     return b
 
-def train_head(model, x, y, *, loss='sce', loss_kw=None, epochs=10, batch_size=128, lr=0.002, bn_mode='train',
-               mean=(0.5,) * 3, std=(0.25,) * 3, device=None, seed=0, progress=True, desc='Stage 2 head'):
-    """Fit `model.head` with Adam on frozen `model.backbone` features of augmented uint8 images `x`.
-    Returns (history, per-sample training loss as an epochs x len(x) tensor). Under torchrun each rank takes its
-    slice of every batch (BatchNorm of the backbone synchronised) and the per-sample losses are summed over ranks."""
+BN_MODES = ('train', 'eval')
+
+def train_head(model, x, y, *, mean, std, loss='sce', loss_kw=None, epochs=10, batch_size=128, lr=0.002, bn_mode='train',
+               device=None, seed=0, progress=True, desc='Stage 2 head'):
+    """Eq. 2: fit `model.head` with Adam on frozen `model.backbone` features of augmented uint8 images `x`, with the
+    per-sample loss `loss` of `LOSSES`. Returns (history, per-sample training loss as an epochs x len(x) tensor).
+    Under torchrun each rank takes its slice of every batch (BatchNorm of the backbone synchronised) and the
+    per-sample losses are summed over ranks. Minutes long at most, so not checkpointed per epoch."""
+    if bn_mode not in BN_MODES: raise ValueError(f"unknown bn_mode {bn_mode!r}; allowed: {', '.join(BN_MODES)}")
     world = rank_world()[1]
     device = device or torch.device('cpu')
-    model = sync_batchnorm(prepare_model(model, device)); x, y = x.to(device), y.to(device)
+    model, _ = wrap_model(model, device, sync_bn=True); x, y = x.to(device), y.to(device)
     for p_ in model.backbone.parameters(): p_.requires_grad_(False)
     head = ddp(model.head, device)
     opt = torch.optim.Adam(model.head.parameters(), lr=lr, **optimizer_kwargs(device))
     lf = get_loss(loss, **(loss_kw or {}))
     g = torch.Generator(device=device).manual_seed(seed)
     rec_loss = torch.zeros(epochs, len(x), device=device)
-    hist = []
-    for ep in tqdm(range(epochs), desc=desc, disable=not progress):
+    def epoch(ep):
         model.backbone.train(bn_mode == 'train'); model.head.train(); t0 = time.time()
         for idx in _ranked_batches(len(x), batch_size, g, device, min_last=world):
             mine = shard(idx)
-            xb = as_input(normalize01(shard(weak_augment(x[idx], generator=g)), mean, std))
+            xb = as_input(normalize(shard(weak_augment(x[idx], generator=g)), mean, std))
             with torch.no_grad(), autocast(device): f = model.backbone(xb)
             with autocast(device): out = head(f.float())
             l = lf(out, y[mine])
@@ -79,90 +80,37 @@ def train_head(model, x, y, *, loss='sce', loss_kw=None, epochs=10, batch_size=1
             rec_loss[ep, mine] = l.detach().float()
         rec_loss[ep] = all_sum(rec_loss[ep])
         dt = time.time() - t0
-        hist.append(dict(epoch=ep + 1, loss=rec_loss[ep].mean().item(), epoch_s=dt, img_per_s=len(x) / dt))
+        return dict(loss=rec_loss[ep].mean().item(), epoch_s=dt, img_per_s=len(x) / dt)
+    hist = run_epochs(epoch, epochs=epochs, states={}, progress=progress, desc=desc, postfix=('loss',))
     for p_ in model.backbone.parameters(): p_.requires_grad_(True)
     return hist, rec_loss.cpu()
 
 @torch.no_grad()
-def per_sample_loss(model, x, y, loss='sce', loss_kw=None, mean=(0.5,) * 3, std=(0.25,) * 3, batch_size=512):
-    "Loss of every (un-augmented) sample under `model` in eval mode."
+def per_sample_loss(model, x, y, *, mean, std, loss='sce', loss_kw=None, batch_size=512):
+    "Loss of every (un-augmented) sample under `model` in eval mode (the ranking of Sec. 4.4)."
     device = next(model.parameters()).device
     lf = get_loss(loss, **(loss_kw or {})); was = model.training; model.eval(); out = []
     for i in range(0, len(x), batch_size):
-        xb = as_input(normalize01(x[i:i + batch_size].to(device).float() / 255, mean, std))
+        xb = as_input(normalize(x[i:i + batch_size].to(device), mean, std))
         with autocast(device): o = model(xb)
         out.append(lf(o, y[i:i + batch_size].to(device)).float())
     model.train(was)
     return torch.cat(out).cpu()
 
-def select_credible(losses: torch.Tensor, rate: float) -> torch.Tensor:
-    "Boolean mask of the `rate` share of samples with the lowest loss (ties broken by index)."
-    k = int(round(rate * len(losses)))
+def select_credible(losses: torch.Tensor, filter_rate: float) -> torch.Tensor:
+    "Boolean mask of the `filter_rate` share (the paper's alpha, Sec. 4.4) of samples with the lowest loss (ties broken by index)."
+    k = int(round(filter_rate * len(losses)))
     mask = torch.zeros(len(losses), dtype=torch.bool)
     mask[torch.argsort(losses, stable=True)[:k]] = True
     return mask
 
 # %% ../nbs/03_stage2.ipynb #c013
-S2_KEYS = ('s2_epochs', 's2_batch_size', 's2_lr', 's2_loss', 'sce_alpha', 'sce_beta', 's2_bn_mode', 'filter_rate', 's2_compare')
-
-def loss_kwargs(cfg):
-    return dict(alpha=cfg.sce_alpha, beta=cfg.sce_beta)
-
 def filter_report(mask, data, num_classes) -> dict:
     "How many samples and poisoned samples a high-credible mask keeps, and the kept count per label."
     kept_pois = int((mask & data.is_poison).sum())
     return dict(n_kept=int(mask.sum()), n_poison=int(data.is_poison.sum()), n_poison_kept=kept_pois,
                 poison_kept_pct=round(100 * kept_pois / max(1, int(data.is_poison.sum())), 2),
                 kept_per_label=torch.bincount(data.y_train[mask], minlength=num_classes).tolist())
-
-def run_stage2(cfg, data, model, rdir, device=None, progress=True):
-    """Stage 2 for a run, from the stage-1 `model`; returns (model with trained head, high-credible mask, results).
-    Results hold one entry per variant (loss, BN mode) with its history, per-sample training losses and filter report."""
-    from dbd_nb.experiment import poison_keys, norm_stats, update_metrics, evaluate_backdoor
-    from dbd_nb.ssl import SSL_KEYS
-    from dbd_nb.config import config_hash, hardware_string
-    from dbd_nb.train import get_device, load_checkpoint
-    from dbd_nb.data import atomic_torch_save
-    device = device or get_device(cfg.device)
-    mean, std = norm_stats(cfg.dataset)
-    path, tag = Path(rdir) / 'ckpt' / 'stage2.pt', config_hash(cfg, poison_keys(cfg) + SSL_KEYS + S2_KEYS)
-    launch_if_needed('stage2', cfg, rdir, path, tag)
-    ck = load_checkpoint(path, tag)
-    if ck is not None:
-        model.load_state_dict(ck['model']); model = prepare_model(model, device)
-        return model, ck['mask'], ck['results']
-    n_cls = model.head.out_features
-    other_loss = 'ce' if cfg.s2_loss != 'ce' else 'sce'
-    other_bn = 'eval' if cfg.s2_bn_mode == 'train' else 'train'
-    variants = [(cfg.s2_loss, cfg.s2_bn_mode)] + ([(other_loss, cfg.s2_bn_mode), (cfg.s2_loss, other_bn)] if cfg.s2_compare else [])
-    base = copy.deepcopy(model).cpu().state_dict()
-    results, main_model, main_mask = {}, None, None
-    for loss, bn in variants:
-        m = copy.deepcopy(model); m.load_state_dict(base)
-        torch.manual_seed(cfg.seed); m.head.reset_parameters()
-        t0 = time.time()
-        hist, L = train_head(m, data.x_train, data.y_train, loss=loss, loss_kw=loss_kwargs(cfg), epochs=cfg.s2_epochs,
-                             batch_size=cfg.s2_batch_size, lr=cfg.s2_lr, bn_mode=bn, mean=mean, std=std, device=device,
-                             seed=cfg.seed, progress=progress, desc=f'Stage 2 {loss}/{bn} [{cfg.attack}]')
-        final = from_main(lambda: per_sample_loss(m, data.x_train, data.y_train, loss, loss_kwargs(cfg), mean, std,
-                                                  cfg.eval_batch_size), torch.zeros(len(data.x_train)))
-        mask = select_credible(final, cfg.filter_rate)
-        ev = evaluate_backdoor(m, data, mean, std, cfg.eval_batch_size)
-        key = f'{loss}/{bn}'
-        results[key] = dict(loss=loss, bn_mode=bn, main=(loss, bn) == variants[0], history=hist, train_loss=L.half(),
-                            final_loss=final, head_ba=ev['ba'], head_asr=ev['asr'], train_s=round(time.time() - t0, 1),
-                            **filter_report(mask, data, n_cls))
-        if main_model is None: main_model, main_mask = m, mask
-    atomic_torch_save(dict(model=main_model.state_dict(), mask=main_mask, results=results, tag=tag), path)
-    if is_main(): (Path(rdir) / 'stage2_index.txt').write_text('\n'.join(map(str, main_mask.nonzero().flatten().tolist())) + '\n')
-    main = results[f'{cfg.s2_loss}/{cfg.s2_bn_mode}']
-    update_metrics(rdir, 'stage2', dict(
-        **{k: main[k] for k in ('loss', 'bn_mode', 'n_kept', 'n_poison', 'n_poison_kept', 'poison_kept_pct', 'kept_per_label',
-                                'head_ba', 'head_asr', 'train_s')},
-        img_per_s=round(sum(h['img_per_s'] for h in main['history']) / max(1, len(main['history'])), 1),
-        variants={k: {kk: v[kk] for kk in ('n_poison_kept', 'head_ba', 'head_asr', 'train_s')} for k, v in results.items()},
-        hardware=hardware_string(), profile=cfg.profile, dataset=cfg.dataset, seed=cfg.seed))
-    return main_model, main_mask, results
 
 # %% ../nbs/03_stage2.ipynb #c015
 def figure3(results: dict, is_poison: torch.Tensor, bn_mode: str, title='', path=None):

@@ -5,19 +5,16 @@
 # %% ../nbs/04_stage3.ipynb #c003
 from __future__ import annotations
 import time
-from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
-from tqdm.auto import tqdm
+from .dist import rank_world, shard, gather_cat, all_sum, from_main
+from .data import normalize
 from .augment import weak_augment
-from .ssl import normalize01
+from .train import as_input, autocast, maybe_compile, optimizer_kwargs, wrap_model, check_divisible, run_epochs
 from .stage2 import per_sample_loss, select_credible
-from .train import prepare_model, as_input, autocast, load_checkpoint, resume, save_progress, maybe_compile, optimizer_kwargs
-from .parallel import rank_world, shard, gather_cat, all_sum, ddp, sync_batchnorm, is_main, from_main, launch_if_needed
-from .data import atomic_torch_save
 
 # %% auto #0
-__all__ = ['MM_KEYS', 'sharpen', 'linear_rampup', 'mixmatch_loss', 'train_mixmatch', 'run_stage3', 'mixmatch_figure']
+__all__ = ['sharpen', 'linear_rampup', 'mixmatch_loss', 'train_mixmatch', 'mixmatch_figure']
 
 # %% ../nbs/04_stage3.ipynb #c004
 def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
@@ -29,7 +26,7 @@ def linear_rampup(progress: float, length: float) -> float:
     "min(1, progress / length); 1 when length is 0."
     return 1.0 if length <= 0 else float(np.clip(progress / length, 0.0, 1.0))
 
-def mixmatch_loss(model, xl, yl, xu_views, *, num_classes, T=0.5, lam=0.75, generator=None, net=None):
+def mixmatch_loss(model, xl, yl, xu_views, *, num_classes, lam, T=0.5, generator=None, net=None):
     """One MixMatch loss evaluation. `xl`: normalised labelled batch; `yl`: its labels; `xu_views`: K normalised views
     of the unlabelled batch; `lam`: the MixUp coefficient, already max(l, 1 - l). Returns (Lx, Lu).
     Under torchrun the batches are the global ones (identical on every rank): each rank guesses labels for its slice,
@@ -55,33 +52,30 @@ def mixmatch_loss(model, xl, yl, xu_views, *, num_classes, T=0.5, lam=0.75, gene
     return lx, lu
 
 # %% ../nbs/04_stage3.ipynb #c008
-def train_mixmatch(model, x, y, *, epochs, iters, batch_size=64, lr=0.002, T=0.5, alpha=0.75, lambda_u=15.0,
-                   rampup_epochs=190, K=2, filter_rate=0.5, split_loss='sce', split_loss_kw=None,
-                   mean=(0.5,) * 3, std=(0.25,) * 3, device=None, seed=0, ckpt_path=None, tag='', eval_fn=None,
-                   is_poison=None, progress=True, stop_after=None, desc='Stage 3 MixMatch', eval_batch_size=512,
-                   compile_mode='none'):
-    """MixMatch fine-tuning of the whole `model` on uint8 images `x` with (possibly poisoned) labels `y`; the labelled
-    set is the `filter_rate` share of lowest `split_loss` samples, re-chosen each epoch. `is_poison` (ground truth,
-    analysis only) lets the history count poisoned samples in the labelled set. Returns the per-epoch history.
+def train_mixmatch(model, x, y, *, epochs, iters, mean, std, batch_size=64, lr=0.002, T=0.5, beta_shape=0.75,
+                   lambda_u=15.0, rampup_epochs=190, K=2, filter_rate=0.5, split_loss='sce', split_loss_kw=None,
+                   device=None, seed=0, ckpt_path=None, tag='', eval_fn=None, is_poison=None, progress=True,
+                   stop_after=None, save_every_s=0.0, desc='Stage 3 MixMatch', eval_batch_size=512, compile_mode='none'):
+    """Eq. 3 with the MixMatch loss (Eq. 7-9): fine-tune the whole `model` on uint8 images `x` with (possibly
+    poisoned) labels `y`; the labelled set is the `filter_rate` share of lowest `split_loss` samples, re-chosen each
+    epoch. MixUp weights come from Beta(`beta_shape`, `beta_shape`). `is_poison` (ground truth, analysis only)
+    lets the history count poisoned samples in the labelled set. Returns the per-epoch history.
     Under torchrun: BatchNorm synchronised, the split computed on rank 0 and broadcast, each step's batch shared."""
+    check_divisible(batch_size, 'mm_batch_size')
     world = rank_world()[1]
-    if batch_size % world: raise ValueError(f"mm_batch_size {batch_size} must be divisible by the {world} processes")
     device = device or torch.device('cpu')
-    model = sync_batchnorm(prepare_model(model, device))
-    net = maybe_compile(ddp(model, device), compile_mode)
+    model, net = wrap_model(model, device, sync_bn=True, compile_mode=compile_mode)
     guess = maybe_compile(model, compile_mode)     # the label-guessing forward passes (no gradient, no DDP)
     xd, yd = x.to(device), y.to(device)
     n_cls = model.head.out_features
     opt = torch.optim.Adam(model.parameters(), lr=lr, **optimizer_kwargs(device))
     g = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
-    start, history, ck = resume(ckpt_path, tag, dict(model=model, opt=opt), g)
-    if ck is not None: rng.bit_generator.state = ck['rng']
-    bar = tqdm(range(start, epochs), desc=desc, disable=not progress, initial=start, total=epochs)
-    for ep in bar:
+    def rng_set(state): rng.bit_generator.state = state
+    def epoch(ep):
         t0 = time.time()
-        lab = from_main(lambda: select_credible(per_sample_loss(model, x, y, split_loss, split_loss_kw, mean, std,
-                                                                eval_batch_size), filter_rate),
+        lab = from_main(lambda: select_credible(per_sample_loss(model, x, y, loss=split_loss, loss_kw=split_loss_kw,
+                                                                mean=mean, std=std, batch_size=eval_batch_size), filter_rate),
                         torch.zeros(len(x), dtype=torch.bool))
         li, ui = lab.nonzero().flatten().to(device), (~lab).nonzero().flatten().to(device)
         split_s = time.time() - t0
@@ -89,9 +83,9 @@ def train_mixmatch(model, x, y, *, epochs, iters, batch_size=64, lr=0.002, T=0.5
         for it in range(iters):
             bl = li[torch.randint(len(li), (batch_size,), device=device, generator=g)]
             bu = ui[torch.randint(len(ui), (batch_size,), device=device, generator=g)] if len(ui) else bl
-            xl = normalize01(weak_augment(xd[bl], generator=g), mean, std)
-            xu = [normalize01(weak_augment(xd[bu], generator=g), mean, std) for _ in range(K)]
-            lam = rng.beta(alpha, alpha); lam = float(max(lam, 1 - lam))
+            xl = normalize(weak_augment(xd[bl], generator=g), mean, std)
+            xu = [normalize(weak_augment(xd[bu], generator=g), mean, std) for _ in range(K)]
+            lam = rng.beta(beta_shape, beta_shape); lam = float(max(lam, 1 - lam))
             lx, lu = mixmatch_loss(guess, xl, yd[bl], xu, num_classes=n_cls, T=T, lam=lam, generator=g, net=net)
             w = lambda_u * linear_rampup(ep + it / iters, rampup_epochs)
             loss = lx + w * lu
@@ -99,54 +93,16 @@ def train_mixmatch(model, x, y, *, epochs, iters, batch_size=64, lr=0.002, T=0.5
             sx += lx.detach(); su += lu.detach()
         dt = time.time() - t0
         sx, su = all_sum(sx) / world, all_sum(su) / world
-        rec = dict(epoch=ep + 1, lx=(sx / iters).item(), lu=(su / iters).item(), lambda_u=w, n_labelled=int(lab.sum()),
+        rec = dict(lx=(sx / iters).item(), lu=(su / iters).item(), lambda_u=w, n_labelled=int(lab.sum()),
                    split_s=split_s, epoch_s=dt, img_per_s=iters * batch_size * (1 + K) / max(dt - split_s, 1e-9))
         if is_poison is not None: rec['poison_labelled'] = int((lab & is_poison).sum())
-        if eval_fn is not None and is_main(): rec.update(eval_fn(model))
-        history.append(rec)
-        bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k in ('lx', 'lu', 'ba', 'asr', 'poison_labelled')})
-        save_progress(ckpt_path, tag, epoch=ep + 1, epochs=epochs, history=history, states=dict(model=model, opt=opt),
-                      generator=g, rng=rng.bit_generator.state)
-        if stop_after is not None and ep + 1 - start >= stop_after: break
-    return history
+        return rec
+    return run_epochs(epoch, epochs=epochs, states=dict(model=model, opt=opt), generator=g, ckpt_path=ckpt_path, tag=tag,
+                      eval_fn=eval_fn, eval_model=model, extra_state=(lambda: rng.bit_generator.state, rng_set),
+                      progress=progress, stop_after=stop_after, save_every_s=save_every_s, desc=desc,
+                      postfix=('lx', 'lu', 'ba', 'asr', 'poison_labelled'))
 
 # %% ../nbs/04_stage3.ipynb #c012
-MM_KEYS = ('mm_epochs', 'mm_iters', 'mm_batch_size', 'mm_lr', 'mm_T', 'mm_alpha', 'mm_lambda_u', 'mm_rampup_epochs')
-
-def run_stage3(cfg, data, model, rdir, device=None, progress=True):
-    "Stage 3 for a run from the stage-2 `model`; returns (model, DBD metrics, history)."
-    from dbd_nb.experiment import poison_keys, norm_stats, update_metrics, evaluate_backdoor, monitor_subset, read_metrics
-    from dbd_nb.ssl import SSL_KEYS
-    from dbd_nb.stage2 import S2_KEYS, loss_kwargs
-    from dbd_nb.config import config_hash, hardware_string
-    from dbd_nb.train import get_device
-    device = device or get_device(cfg.device)
-    mean, std = norm_stats(cfg.dataset)
-    mon = monitor_subset(data, cfg.monitor_size, cfg.seed) if cfg.monitor_size else None
-    def monitor(m):
-        r = evaluate_backdoor(m, mon, mean, std, cfg.eval_batch_size)
-        return {k: r[k] for k in ('ba', 'asr', 'natural_target_rate')}
-    path, tag = Path(rdir) / 'ckpt' / 'stage3.pt', config_hash(cfg, poison_keys(cfg) + SSL_KEYS + S2_KEYS + MM_KEYS)
-    launch_if_needed('stage3', cfg, rdir, path, tag)
-    hist = train_mixmatch(model, data.x_train, data.y_train, epochs=cfg.mm_epochs, iters=cfg.mm_iters,
-                          batch_size=cfg.mm_batch_size, lr=cfg.mm_lr, T=cfg.mm_T, alpha=cfg.mm_alpha,
-                          lambda_u=cfg.mm_lambda_u, rampup_epochs=cfg.mm_rampup_epochs, filter_rate=cfg.filter_rate,
-                          split_loss=cfg.s2_loss, split_loss_kw=loss_kwargs(cfg), mean=mean, std=std, device=device,
-                          seed=cfg.seed, ckpt_path=path, tag=tag, eval_fn=monitor if mon else None,
-                          is_poison=data.is_poison, progress=progress, desc=f'Stage 3 MixMatch [{cfg.attack}]',
-                          eval_batch_size=cfg.eval_batch_size, compile_mode=cfg.compile)
-    if not is_main(): return model, {}, hist    # under torchrun the evaluation below is rank 0's job
-    res = evaluate_backdoor(model, data, mean, std, cfg.eval_batch_size)
-    m = read_metrics(rdir)
-    s3 = sum(h['epoch_s'] for h in hist)
-    stage_s = dict(stage1=m.get('stage1', {}).get('train_s', 0.0), stage2=m.get('stage2', {}).get('train_s', 0.0), stage3=round(s3, 1))
-    res.update(train_s=round(sum(stage_s.values()), 1), stage_s=stage_s, mm_epochs=cfg.mm_epochs, mm_iters=cfg.mm_iters,
-               mm_img_per_s=round(sum(h['img_per_s'] for h in hist) / max(1, len(hist)), 1),
-               poison_labelled_last=hist[-1].get('poison_labelled') if hist else None, n_train=len(data.x_train),
-               hardware=hardware_string(), profile=cfg.profile, dataset=cfg.dataset, seed=cfg.seed)
-    update_metrics(rdir, 'dbd', res)
-    return model, res, hist
-
 def mixmatch_figure(hist, title='', path=None):
     "MixMatch losses, monitored BA / ASR / natural target rate, and poisoned samples in the labelled set per epoch."
     import matplotlib.pyplot as plt

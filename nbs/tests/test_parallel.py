@@ -1,4 +1,4 @@
-"""Multi-process training (nbs/19_parallel): 2 gloo processes on CPU match one process, and nproc > 1 launches torchrun."""
+"""Multi-process training (nbs/19_dist, nbs/1b_launch): 2 gloo processes on CPU match one process, and nproc > 1 launches torchrun."""
 import json, subprocess, sys
 from pathlib import Path
 import torch
@@ -41,25 +41,31 @@ def _fresh_state():
     return build_model('resnet18_cifar', 4, 4).state_dict()
 
 
+def _chain(tmp, nproc):
+    from dbd_nb.pipeline import setup_run, step_done, STEPS
+    from dbd_nb.launch import run_chain
+    run = setup_run(dict(profile='smoke', dataset='synthetic', attack='badnets', out_dir=str(tmp), nproc=nproc, device='cpu'),
+                    cwd=HERE, progress=False)
+    run_chain(run, 'no_defense', 'stage3')
+    return run
+
+
 def test_nproc_parameter_launches_torchrun_for_every_stage(tmp_path):
-    from dbd_nb.config import resolve_config, run_dir, save_config
-    from dbd_nb.experiment import load_run_data, get_poisoned, run_no_defense
-    from dbd_nb.ssl import run_stage1
-    from dbd_nb.stage2 import run_stage2
-    from dbd_nb.stage3 import run_stage3
-    root = HERE.parents[1]
-    cfg = resolve_config(dict(profile='smoke', dataset='synthetic', attack='badnets', out_dir=str(tmp_path), nproc=2,
-                              device='cpu'), root / 'params')
-    rdir = run_dir(cfg, root); save_config(cfg, rdir)
-    train, test = load_run_data(cfg, root)
-    data, _ = get_poisoned(cfg, train, test, rdir, root, progress=False)
-    _, res, hist = run_no_defense(cfg, data, len(train.classes), rdir, progress=False)
-    assert len(hist) == cfg.epochs and 0 <= res['ba'] <= 100
-    model, _, _ = run_stage1(cfg, data, len(train.classes), rdir, progress=False)
-    model, mask, _ = run_stage2(cfg, data, model, rdir, progress=False)
-    _, dbd, _ = run_stage3(cfg, data, model, rdir, progress=False)
-    for stage, ck in (('no_defense', 'no_defense'), ('stage1', 'stage1'), ('stage2', 'stage2'), ('stage3', 'stage3')):
+    from dbd_nb.pipeline import step_done
+    two = _chain(tmp_path / 'two', 2)
+    rdir = two.rdir
+    _, res, hist = two.products['no_defense']
+    assert len(hist) == two.cfg.epochs and 0 <= res['ba'] <= 100
+    for stage in ('no_defense', 'stage1', 'stage2', 'stage3'):
         assert (rdir / 'ckpt' / f'launch_{stage}.yaml').exists(), stage      # trained under torchrun ...
-        assert torch.load(rdir / 'ckpt' / f'{ck}.pt', weights_only=False).get('done', True), stage   # ... to the end
+        assert step_done(two, stage), stage                                  # ... to the end, for this config
     m = json.loads((rdir / 'metrics.json').read_text())
-    assert {'no_defense', 'stage1', 'stage2', 'dbd'} <= set(m) and m['stage2']['n_kept'] == int(mask.sum())
+    assert {'no_defense', 'stage1', 'stage2', 'dbd'} <= set(m) and m['stage2']['n_kept'] == int(two.products['stage2'][1].sum())
+    # the same files as a single-process run, and the same poisoned set and (up to float rounding) the same selection
+    one = _chain(tmp_path / 'one', 1)
+    files = lambda r: sorted(str(p.relative_to(r.rdir)) for p in r.rdir.rglob('*') if p.is_file() and 'launch_' not in p.name)
+    assert files(one) == files(two), (files(one), files(two))
+    assert (one.rdir / 'poison_index.txt').read_text() == (rdir / 'poison_index.txt').read_text()
+    k1, k2 = (set((r.rdir / 'stage2_index.txt').read_text().split()) for r in (one, two))
+    assert len(k1 & k2) >= 0.9 * len(k1), (len(k1), len(k1 & k2))
+    assert set(json.loads((one.rdir / 'metrics.json').read_text())) == set(m)

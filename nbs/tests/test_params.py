@@ -2,7 +2,9 @@
 import subprocess, sys
 from pathlib import Path
 import pytest, yaml
-from dbd_nb.config import resolve_config, read_params_file, ConfigError, DATASETS, RunConfig
+from dbd_nb.config import read_params_file, ConfigError, RunConfig, keys_for
+from dbd_nb.data import DATASETS
+from dbd_nb.pipeline import resolve as resolve_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / 'params'
@@ -31,12 +33,22 @@ def test_paper_profile_is_the_recipe():
            (90, 256, 1e-4, (30, 60), 224, 1.0, 0.0, 80, 6.0)
 
 
+def threat_changed_silently(values: dict, named: list) -> set:
+    "Threat keys (RunConfig's `threat` group) a parameter file sets without naming them in `threat_changes`."
+    return (set(keys_for('threat')) & set(values)) - set(named)
+
+
 @pytest.mark.parametrize('profile', PROFILES)
 def test_profiles_keep_the_threat(profile):
-    "Smaller profiles shrink compute, never the threat."
-    threat = ('target_label', 'poisoning_rate', 'blended_alpha', 'wanet_k', 'wanet_s', 'wanet_noise_rate', 'lc_eps',
-              'badnets_trigger', 'blended_trigger')
-    assert not set(threat) & set(read_params_file(PARAMS / f'{profile}.yaml'))
+    "Smaller profiles shrink compute, never the threat, unless their file names the threat key it changes."
+    assert not threat_changed_silently(*read_params_file(PARAMS / f'{profile}.yaml', with_threat_changes=True))
+
+
+def test_threat_check_catches_the_smoke_pgd_budget():
+    "The declaration covers every threat key: smoke's shorter PGD is caught unless named (it is named)."
+    values, named = read_params_file(PARAMS / 'smoke.yaml', with_threat_changes=True)
+    assert 'lc_steps' in keys_for('threat') and named == ['lc_steps']
+    assert threat_changed_silently(values, []) == {'lc_steps'}
 
 
 def test_unknown_key_in_file(tmp_path):
@@ -46,6 +58,7 @@ def test_unknown_key_in_file(tmp_path):
 
 def test_unknown_profile():
     with pytest.raises(ConfigError, match="'profile'.*allowed: .*smoke"): resolve_config(dict(profile='nope'), PARAMS)
+    with pytest.raises(ConfigError, match="'profile'.*allowed: (?!.*cifar10)"): resolve_config(dict(profile='nope'), PARAMS)
 
 
 @pytest.mark.parametrize('key,value', [('poisoning_rate', '1.5'), ('attack', 'badnetz'), ('target_label', '12')])
