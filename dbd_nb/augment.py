@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_augment.ipynb #c003
 from __future__ import annotations
-import math
+import hashlib, math
 import torch, torch.nn.functional as F
 from .data import augment_batch
 
@@ -56,6 +56,14 @@ def _hsv_to_rgb(x):
     b = torch.stack((p, p, t, v, v, q), 1).gather(1, i[:, None]).squeeze(1)
     return torch.stack((r, g, b), 1)
 
+def _op_order(generator) -> list:
+    """The order of the four jitter operations. On the CPU it is drawn from `generator`; a CUDA generator's state
+    (seed and offset) lives on the host, so the order is drawn from a CPU generator seeded by that state: no
+    device-to-host copy per batch, and still a function of the seed and of where the run is (resumes included)."""
+    if generator is None or generator.device.type == 'cpu': return torch.randperm(4, generator=generator).tolist()
+    seed = int.from_bytes(hashlib.sha1(generator.get_state().numpy().tobytes()).digest()[:8], 'little')
+    return torch.randperm(4, generator=torch.Generator().manual_seed(seed)).tolist()
+
 def color_jitter(x, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8, generator=None):
     "Per-sample colour jitter with probability `p` (torchvision's factor definitions; one random order per batch)."
     n, dev = x.shape[0], x.device
@@ -64,7 +72,7 @@ def color_jitter(x, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8
     fb, fc, fs = u(1 - brightness, 1 + brightness), u(1 - contrast, 1 + contrast), u(1 - saturation, 1 + saturation)
     fh = u(-hue, hue)
     out = x
-    for op in torch.randperm(4, generator=generator, device='cpu' if generator is None else generator.device).tolist():
+    for op in _op_order(generator):
         if op == 0: out = (out * fb).clamp(0, 1)
         elif op == 1: out = (fc * out + (1 - fc) * _gray(out).mean((2, 3), keepdim=True)).clamp(0, 1)
         elif op == 2: out = (fs * out + (1 - fs) * _gray(out)).clamp(0, 1)

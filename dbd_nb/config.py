@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_config.ipynb #c003
 from __future__ import annotations
-import dataclasses, hashlib, json, typing
+import dataclasses, hashlib, importlib.util, json, typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
@@ -74,6 +74,8 @@ class RunConfig:
     nproc: int = _f(1, 'exec')                   # processes (GPUs) per training stage; > 1 launches torchrun + DDP (nbs/19_dist)
     compile: str = _f('none', 'exec', 'compile') # torch.compile mode of the training loops
     eval_batch_size: int = _f(512, 'exec')
+    progress: str = _f('bar', 'exec', 'progress')  # bar (tqdm, JupyterLab) | lines (one line per epoch; dbd-run) | none
+    ckpt_every_s: float = _f(0.0, 'exec')        # at most one mid-run checkpoint per this many seconds (0: every epoch)
     monitor_size: int = _f(1000, 'monitor')      # test images per set evaluated after every epoch (0 = final evaluation only)
     # --- DBD stage 1 (self-supervised backbone, Sec. 4.3, App. A/B.3/I)
     ssl_method: str = _f('simclr', 'stage1', 'ssl_method')
@@ -175,14 +177,22 @@ def validate(cfg: RunConfig, choices: dict = None) -> RunConfig:
         if not 0 <= getattr(cfg, key) <= 1: raise ConfigError(f"parameter '{key}': must lie in [0, 1], got {getattr(cfg, key)}")
     if cfg.badnets_trigger not in ('auto', 'patch') and not Path(cfg.badnets_trigger).exists():
         raise ConfigError(f"parameter 'badnets_trigger': {cfg.badnets_trigger!r} is neither 'auto', 'patch' nor an image file")
+    for key in ('batch_size', 'ssl_batch_size', 'mm_batch_size'):      # stage 2 splits uneven batches itself
+        if getattr(cfg, key) % cfg.nproc:
+            raise ConfigError(f"parameter '{key}': {getattr(cfg, key)} does not divide over nproc={cfg.nproc} processes")
+    if cfg.ckpt_every_s < 0: raise ConfigError(f"parameter 'ckpt_every_s': must be >= 0, got {cfg.ckpt_every_s}")
     if cfg.ssl_epochs > cfg.ssl_schedule_epochs:
         raise ConfigError(f"parameter 'ssl_epochs': {cfg.ssl_epochs} exceeds ssl_schedule_epochs={cfg.ssl_schedule_epochs}")
     return cfg
 
 # %% ../nbs/10_config.ipynb #c008
 def notebook_params(namespace: dict, before) -> dict:
-    "The names a parameters cell (and papermill's injected cell) defined: those in `namespace` but not in `before`."
-    return {k: v for k, v in namespace.items() if k not in before and not k.startswith('_')}
+    """The names a parameters cell (and papermill's injected cell) defined: those in `namespace` but not in `before`,
+    with the mapping `params` (any other `RunConfig` keys, e.g. from `dbd-run`) merged under the named ones."""
+    d = {k: v for k, v in namespace.items() if k not in before and not k.startswith('_')}
+    extra = d.pop('params', None) or {}
+    if not isinstance(extra, dict): raise ConfigError(f"parameter 'params': expected a mapping of key: value, got {extra!r}")
+    return {**extra, **{k: v for k, v in d.items() if v is not None or k not in extra}}
 
 def read_params_file(path, with_threat_changes=False):
     """Read one YAML parameter file; every key must be a `RunConfig` field (or `threat_changes`, see above).
@@ -230,19 +240,26 @@ def resolve_config(nb_params: dict, params_dir=None, choices: dict = None) -> Ru
     return validate(RunConfig(**typed), choices)
 
 # %% ../nbs/10_config.ipynb #c012
+def _is_root(p: Path) -> bool: return (p / 'settings.ini').exists() and (p / 'params').is_dir()
+
 def find_project_root(start=None) -> Path:
-    "The nearest folder at or above `start` that holds settings.ini and params/ (else `start`)."
+    """The nearest folder at or above `start` (default: the working directory) that holds settings.ini and params/;
+    else the project this package was installed from (an editable install); else `ConfigError`."""
     start = Path(start or Path.cwd()).resolve()
     for p in [start, *start.parents]:
-        if (p / 'settings.ini').exists() and (p / 'params').is_dir(): return p
-    return start
+        if _is_root(p): return p
+    spec = importlib.util.find_spec('dbd_nb')
+    pkg = Path(spec.origin).resolve().parents[1] if spec and spec.origin else start
+    if _is_root(pkg): return pkg
+    raise ConfigError(f"project root not found: no folder at or above {start} holds settings.ini and params/, and the "
+                      f"package at {pkg.parent} is not inside the project; run from the project (or papermill --cwd nbs)")
 
-def run_dir(cfg: RunConfig, root: Path, attack=True) -> Path:
-    "outputs/<profile>/<dataset>[/<attack>] for this config, created if missing."
+def run_dir(cfg: RunConfig, root: Path, attack=True, create=True) -> Path:
+    "outputs/<profile>/<dataset>[/<attack>] for this config (created if missing, with `create`)."
     base = Path(cfg.out_dir) if cfg.out_dir else Path(root) / 'outputs'
     d = base / cfg.profile / cfg.dataset
     if attack: d = d / cfg.attack
-    d.mkdir(parents=True, exist_ok=True)
+    if create: d.mkdir(parents=True, exist_ok=True)
     return d
 
 def config_hash(cfg: RunConfig, keys=None) -> str:

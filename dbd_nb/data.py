@@ -28,13 +28,14 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 @dataclass
 class ImageSet:
-    "Images as uint8 `N x C x H x W`, labels as int64 `N`, and the class names."
+    "Images as uint8 `N x C x H x W`, labels as int64 `N`, the class names, and where the images came from."
     x: torch.Tensor
     y: torch.Tensor
     classes: tuple
+    source: dict = None
     def __len__(self): return len(self.y)
-    def to(self, device): return ImageSet(self.x.to(device), self.y.to(device), self.classes)
-    def subset(self, idx): return ImageSet(self.x[idx], self.y[idx], self.classes)
+    def to(self, device): return ImageSet(self.x.to(device), self.y.to(device), self.classes, self.source)
+    def subset(self, idx): return ImageSet(self.x[idx], self.y[idx], self.classes, self.source)
 
 class DataNotFound(FileNotFoundError):
     "No usable copy of a dataset; the message says where we looked and how to get one."
@@ -58,7 +59,8 @@ def make_synthetic(n_per_class=20, n_classes=10, size=32, seed=0, noise=40) -> I
     protos = F.interpolate(protos, size=(size, size), mode='bilinear', align_corners=False)
     y = torch.arange(n_classes).repeat_interleave(n_per_class)
     x = protos[y] + torch.randn(len(y), 3, size, size, generator=g) * noise
-    return ImageSet(x.clamp(0, 255).round().to(torch.uint8), y, tuple(f'class{i}' for i in range(n_classes)))
+    return ImageSet(x.clamp(0, 255).round().to(torch.uint8), y, tuple(f'class{i}' for i in range(n_classes)),
+                    dict(kind='synthetic', seed=seed, n_images=len(y)))
 
 # %% ../nbs/11_data.ipynb #c009
 def _decode_jpeg_tar(path) -> dict:
@@ -103,24 +105,36 @@ def _read_torchvision_cifar(root) -> dict:
         res[split] = (np.concatenate(xs), np.array(ys))
     return res
 
-def _cifar_candidates(data_root, project_root):
-    roots = [Path(r) for r in (data_root, os.environ.get('DBD_DATA')) if r]
-    if project_root is not None: roots.append(Path(project_root).resolve().parent / 'shared' / 'data')
-    return roots
+_CIFAR_LAYOUTS = ("torchvision's cifar-10-batches-py/, the JPEG archive cifar10-jpeg.tar.gz, "
+                  "or train/<class>/ and test/<class>/ image folders")
+
+def _cifar_in(r: Path):
+    "(kind, path) of a CIFAR-10 copy at `r`, or None."
+    if r.is_file() and r.name.endswith('.tar.gz'): return 'jpeg_tar', r
+    if (r / 'cifar-10-batches-py' / 'data_batch_1').exists(): return 'torchvision', r
+    if (r / 'cifar10-jpeg.tar.gz').exists(): return 'jpeg_tar', r / 'cifar10-jpeg.tar.gz'
+    if (r / 'train' / CIFAR10_CLASSES[0]).is_dir(): return 'folder', r
+    return None
 
 def locate_cifar10(data_root=None, project_root=None):
-    "Return (kind, path) of the first usable CIFAR-10 copy, or raise `DataNotFound` listing where we looked."
+    """(kind, path) of the CIFAR-10 copy to use. A given `data_root` (else a set `DBD_DATA`) is the only place
+    looked at: if it holds no copy, `DataNotFound` names it. Otherwise ../shared/data beside the project."""
+    given = [(n, v) for n, v in (('data_root', data_root), ('DBD_DATA', os.environ.get('DBD_DATA'))) if v]
+    if given:
+        name, r = given[0]; r = Path(r)
+        found = _cifar_in(r) if r.exists() else None
+        if found: return found
+        what = 'does not exist' if not r.exists() else f'holds none of {_CIFAR_LAYOUTS}'
+        raise DataNotFound(f"CIFAR-10 not found: {name} = {r} {what}. Point {name} at a folder with one of them "
+                           "(nothing else is searched and nothing is downloaded when a data location is given).")
     looked = []
-    for r in _cifar_candidates(data_root, project_root):
-        if r.is_file() and r.name.endswith('.tar.gz'): return 'jpeg_tar', r
-        if (r / 'cifar-10-batches-py' / 'data_batch_1').exists(): return 'torchvision', r
-        if (r / 'cifar10-jpeg.tar.gz').exists(): return 'jpeg_tar', r / 'cifar10-jpeg.tar.gz'
-        if (r / 'train' / CIFAR10_CLASSES[0]).is_dir(): return 'folder', r
+    if project_root is not None:
+        r = Path(project_root).resolve().parent / 'shared' / 'data'
+        if _cifar_in(r): return _cifar_in(r)
         looked.append(str(r))
     raise DataNotFound("CIFAR-10 not found. Looked in: " + (', '.join(looked) or '(no candidate folders)') +
-                       ". Set the data_root parameter or DBD_DATA to a folder holding torchvision's cifar-10-batches-py, "
-                       "the JPEG archive cifar10-jpeg.tar.gz, or train/<class>/ and test/<class>/ image folders; "
-                       "on a machine with internet, torchvision downloads it into the cache folder.")
+                       f". Set the data_root parameter or DBD_DATA to a folder holding {_CIFAR_LAYOUTS}; "
+                       "on a machine with internet and no data location given, torchvision downloads it into the cache folder.")
 
 def load_cifar10(data_root=None, cache_dir=None, project_root=None, download=True):
     "CIFAR-10 as two `ImageSet`s (train 50,000, test 10,000), decoded once and cached as uint8 tensors."
@@ -128,6 +142,7 @@ def load_cifar10(data_root=None, cache_dir=None, project_root=None, download=Tru
     try:
         kind, path = locate_cifar10(data_root, project_root)
     except DataNotFound as nf:
+        if data_root or os.environ.get('DBD_DATA'): raise          # a given location is never replaced by another
         if (cache / 'cifar-10-batches-py' / 'test_batch').exists(): kind, path = 'torchvision', cache
         elif not download: raise
         else:
@@ -145,8 +160,10 @@ def load_cifar10(data_root=None, cache_dir=None, project_root=None, download=Tru
                                f"({CIFAR10_JPEG_SHA256[:12]}...); the file is corrupt or a different archive. "
                                "Copy it again or point data_root/DBD_DATA at a good copy.")
         key = f'cifar10_jpeg_{digest[:12]}.pt'
+        source = dict(kind=kind, path=str(Path(path).resolve()), sha256=digest)
     else:
         key = f"cifar10_{kind}_{hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]}.pt"
+        source = dict(kind=kind, path=str(Path(path).resolve()))
     cfile = cache / key
     if cfile.exists():
         d = torch.load(cfile)
@@ -155,7 +172,8 @@ def load_cifar10(data_root=None, cache_dir=None, project_root=None, download=Tru
                'folder': lambda p: _read_folder_tree(p, CIFAR10_CLASSES)}[kind](path)
         d = {s: (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long()) for s, (x, y) in raw.items()}
         atomic_torch_save(d, cfile)
-    return ImageSet(*d['train'], CIFAR10_CLASSES), ImageSet(*d['test'], CIFAR10_CLASSES)
+    source.update(n_train=len(d['train'][1]), n_test=len(d['test'][1]))
+    return ImageSet(*d['train'], CIFAR10_CLASSES, source), ImageSet(*d['test'], CIFAR10_CLASSES, source)
 
 # %% ../nbs/11_data.ipynb #c014
 def _resize_center_crop(img: Image.Image, size: int) -> np.ndarray:
@@ -195,7 +213,9 @@ def load_imagefolder(root, num_classes=30, class_list=None, seed=0, size=224, ca
                     xs.append(_resize_center_crop(Image.open(f).convert('RGB'), size)); ys.append(i)
             d[split] = (torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous(), torch.tensor(ys))
         atomic_torch_save(d, cfile)
-    return ImageSet(*d['train'], tuple(classes)), ImageSet(*d['test'], tuple(classes))
+    source = dict(kind='imagefolder', path=str(root.resolve()), n_classes=len(classes), n_train=len(d['train'][1]),
+                  n_test=len(d['test'][1]))
+    return ImageSet(*d['train'], tuple(classes), source), ImageSet(*d['test'], tuple(classes), source)
 
 def make_synthetic_imagefolder(root, n_classes=4, n_train=6, n_test=2, size=(300, 260), seed=0) -> Path:
     "Write a tiny ImageFolder tree of random JPEGs (for tests and smoke runs of the ImageNet path)."

@@ -10,8 +10,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 # %% auto #0
-__all__ = ['DEVICES', 'get_device', 'rank_world', 'is_main', 'barrier', 'init_distributed', 'shard', 'shard_scale', 'gather_cat',
-           'all_sum', 'from_main', 'CpuSyncBatchNorm', 'sync_batchnorm', 'ddp']
+__all__ = ['DEVICES', 'get_device', 'rank_world', 'is_main', 'barrier', 'init_distributed', 'shard', 'shard_bounds',
+           'shard_scale', 'gather_cat', 'all_sum', 'from_main', 'CpuSyncBatchNorm', 'sync_batchnorm', 'ddp']
 
 # %% ../nbs/19_dist.ipynb #c004
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -54,6 +54,14 @@ def shard(t: torch.Tensor) -> torch.Tensor:
     if w == 1: return t
     if len(t) < w: raise ValueError(f"a batch of {len(t)} cannot be split over {w} processes")
     return torch.tensor_split(t, w)[r]
+
+def shard_bounds(n: int) -> tuple:
+    "(start, end) of this rank's rows of a global batch of `n` (the slice `shard` takes), as Python ints: no device sync."
+    r, w = rank_world()
+    if w == 1: return 0, n
+    q, m = divmod(n, w)
+    start = r * q + min(r, m)
+    return start, start + q + (r < m)
 
 def shard_scale(n_global: int) -> float:
     "Factor that turns a sum over this rank's rows into its share of the global mean under DDP's gradient averaging."

@@ -15,8 +15,8 @@ from .store import (atomic_torch_save, load_checkpoint, is_finished, save_config
 from .data import DATASETS, AUGMENTS, ImageSet, load_dataset, subset_per_class, norm_stats
 from .models import MODELS, build_model, resolve_model_name
 from .attacks import ATTACKS, PATCH_LOCS, BLENDED_TRIGGERS, LC_SURROGATES, make_attack, poison_dataset
-from .train import (SCHEDULES, COMPILE_MODES, train_supervised, evaluate_backdoor, monitor_subset, predict,
-                          prepare_model, autocast, as_input)
+from .train import (SCHEDULES, COMPILE_MODES, PROGRESS_MODES, train_supervised, evaluate_backdoor, monitor_subset,
+                          predict, prepare_model, autocast, as_input)
 from .stage1 import SSL_METHODS, train_ssl, knn_accuracy, poison_neighbour_fraction
 from .stage2 import LOSSES, BN_MODES, train_head, per_sample_loss, select_credible, filter_report
 from .stage3 import train_mixmatch
@@ -40,7 +40,8 @@ DEFENSES = {'no_defense': Defense('No Defense', 'no_defense'),
 
 CHOICES = dict(dataset=DATASETS, attack=ATTACKS, model=('auto', *MODELS), patch_loc=PATCH_LOCS,
                blended_trigger=BLENDED_TRIGGERS, lc_surrogate=LC_SURROGATES, lr_schedule=SCHEDULES, augment=AUGMENTS,
-               device=DEVICES, compile=COMPILE_MODES, ssl_method=SSL_METHODS, loss=LOSSES, bn_mode=BN_MODES)
+               device=DEVICES, compile=COMPILE_MODES, progress=PROGRESS_MODES, ssl_method=SSL_METHODS, loss=LOSSES,
+               bn_mode=BN_MODES)
 
 def resolve(nb_params: dict, params_dir) -> RunConfig:
     "`config.resolve_config` with every name checked against the registries."
@@ -107,6 +108,9 @@ def run_step(run: Run, name: str, launcher=None):
     step = STEPS[name]
     for n in step.needs: run_step(run, n, launcher)
     if launcher is not None and step.parallel and not step_done(run, name): launcher(name, run)
+    if run.progress == 'lines':
+        state = 'loading' if step.ckpt is None else ('reusing its checkpoint' if step_done(run, name) else 'running')
+        print(f'[{name}] {run.cfg.attack}: {state}', flush=True)
     run.products[name] = step.fn(run)
     return run.products[name]
 
@@ -116,19 +120,18 @@ def run_chain(run: Run, *names, launcher=None) -> dict:
     return run.products
 
 # %% ../nbs/14_pipeline.ipynb #c010
-def setup_run(nb_params: dict, cwd=None, attack_dir=True, progress=True) -> Run:
-    "Resolve the config from notebook parameters and params/, create the run folder, save config.yaml there."
+def setup_run(nb_params: dict, cwd=None, attack_dir=True, progress=None) -> Run:
+    "Resolve the config from notebook parameters and params/; the `Run` of its folder (`progress`: default `cfg.progress`)."
     root = find_project_root(cwd)
     cfg = resolve(nb_params, root / 'params')
-    rdir = run_dir(cfg, root, attack=attack_dir)
-    save_config(cfg, rdir, prov=provenance(root))
+    rdir = run_dir(cfg, root, attack=attack_dir, create=False)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    return Run(cfg, root, rdir, get_device(cfg.device), progress)
+    return Run(cfg, root, rdir, get_device(cfg.device), cfg.progress if progress is None else progress)
 
-def run_from_config(cfg: RunConfig, root, rdir, device=None, progress=True) -> Run:
+def run_from_config(cfg: RunConfig, root, rdir, device=None, progress=None) -> Run:
     "A `Run` for an already resolved config (the torchrun children, tests)."
-    return Run(cfg, Path(root), Path(rdir), device or get_device(cfg.device), progress)
+    return Run(cfg, Path(root), Path(rdir), device or get_device(cfg.device), cfg.progress if progress is None else progress)
 
 def model_for(cfg: RunConfig, num_classes: int):
     "A fresh model of the configured architecture and width."
@@ -157,10 +160,16 @@ def _monitor(run: Run, data):
 # %% ../nbs/14_pipeline.ipynb #c012
 @register_step('data', groups=('data',))
 def data_step(run: Run):
-    "(train, test) `ImageSet`s of the config."
+    "(train, test) `ImageSet`s of the config; creates the run folder and writes config.yaml with the data's source."
     c = run.cfg
     train, test = load_dataset(c.dataset, c.data_root, c.cache_dir, run.root, c.num_classes, c.class_list, c.image_size, c.seed)
-    return subset_per_class(train, c.subset_per_class, c.seed), subset_per_class(test, c.test_per_class, c.seed)
+    train, test = subset_per_class(train, c.subset_per_class, c.seed), subset_per_class(test, c.test_per_class, c.seed)
+    source = dict(train.source or {}, n_train_used=len(train), n_test_used=len(test))
+    if is_main():
+        Path(run.rdir).mkdir(parents=True, exist_ok=True)
+        save_config(c, run.rdir, prov=dict(provenance(run.root), data=source))
+        update_metrics(run.rdir, 'data', source)
+    return train, test
 
 @register_step('poison', needs=('data',), groups=('threat', 'attack_compute'), ckpt='poisoned.pt')
 def poison_step(run: Run):
@@ -195,7 +204,8 @@ def no_defense_step(run: Run):
     mon = _monitor(run, data)
     hist = train_supervised(model, data.x_train, data.y_train, device=run.device, ckpt_path=run.ckpt('no_defense.pt'),
                             tag=step_tag(cfg, 'no_defense'), eval_fn=mon, progress=run.progress,
-                            desc=f'No Defense [{cfg.attack}]', **supervised_kwargs(cfg))
+                            desc=f'No Defense [{cfg.attack}]', save_every_s=cfg.ckpt_every_s,
+                            **supervised_kwargs(cfg))
     if not is_main(): return model, {}, hist    # under torchrun the evaluation below is rank 0's job
     train_s = sum(h['epoch_s'] for h in hist)
     res = evaluate_backdoor(model, data, mean, std, cfg.eval_batch_size)
@@ -223,7 +233,8 @@ def stage1_step(run: Run):
                      batch_size=cfg.ssl_batch_size, lr=cfg.ssl_lr, weight_decay=cfg.ssl_weight_decay, method=cfg.ssl_method,
                      temperature=cfg.ssl_temperature, mean=mean, std=std, device=run.device, seed=cfg.seed,
                      ckpt_path=run.ckpt('stage1.pt'), compile_mode=cfg.compile, tag=step_tag(cfg, 'stage1'),
-                     monitor=monitor, progress=run.progress, desc=f'Stage 1 SimCLR [{cfg.attack}]')
+                     monitor=monitor, progress=run.progress, desc=f'Stage 1 SimCLR [{cfg.attack}]',
+                     save_every_s=cfg.ckpt_every_s)
     if not is_main(): return model, {}, hist    # under torchrun the summary below is rank 0's job
     if not hist:   # ssl_epochs = 0: nothing trained, keep the random initialisation
         hist = [dict(epoch=0, ssl_loss=float('nan'), epoch_s=0.0, img_per_s=float('nan'), **monitor(model))]
@@ -294,7 +305,8 @@ def stage3_step(run: Run):
                           split_loss=cfg.s2_loss, split_loss_kw=loss_kwargs(cfg), mean=mean, std=std, device=run.device,
                           seed=cfg.seed, ckpt_path=run.ckpt('stage3.pt'), tag=step_tag(cfg, 'stage3'),
                           eval_fn=_monitor(run, data), is_poison=data.is_poison, progress=run.progress,
-                          desc=f'Stage 3 MixMatch [{cfg.attack}]', eval_batch_size=cfg.eval_batch_size, compile_mode=cfg.compile)
+                          desc=f'Stage 3 MixMatch [{cfg.attack}]', eval_batch_size=cfg.eval_batch_size, compile_mode=cfg.compile,
+                          save_every_s=cfg.ckpt_every_s)
     if not is_main(): return model, {}, hist    # under torchrun the evaluation below is rank 0's job
     res = evaluate_backdoor(model, data, mean, std, cfg.eval_batch_size)
     m = read_metrics(run.rdir)

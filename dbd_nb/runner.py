@@ -5,58 +5,127 @@
 # %% ../nbs/16_runner.ipynb #c003
 from __future__ import annotations
 import argparse, hashlib, json, os, sys, time
+from functools import lru_cache
 from pathlib import Path
 import yaml
 import matplotlib
 import papermill as pm
-from .config import find_project_root, ConfigError
-from .data import DATASETS
+from papermill.exceptions import PapermillExecutionError
+from .config import find_project_root, ConfigError, run_dir
+from .data import DATASETS, DataNotFound
 from .attacks import ATTACKS
 from .pipeline import resolve
-from .report import results_table, write_table, figure4, load_reference, table1
+from .report import results_table, write_table, figure4, load_reference, table1, mark_stale
 
 # %% auto #0
-__all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'step_signature', 'run_step', 'summarise', 'main']
+__all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'PATH_PARAMS', 'step_params', 'StepFailed', 'absolute_paths',
+           'declared_parameters', 'notebook_parameters', 'step_signature', 'run_step', 'summarise', 'main']
 
 # %% ../nbs/16_runner.ipynb #c004
-DEFAULT_CHAIN = ('01_attacks',)
-CHAINS = {'no_defense': ('01_attacks',), 'dbd': ('01_attacks', '02_stage1', '03_stage2', '04_stage3'), 'revisit': ('00_revisit',)}
+DEFAULT_CHAIN = 'demo'
+CHAINS = {'no_defense': ('01_attacks',), 'dbd': ('01_attacks', '02_stage1', '03_stage2', '04_stage3'),
+          'revisit': ('00_revisit',), 'demo': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '00_revisit')}
 # parameters a notebook takes besides the run configuration (display settings); elsewhere they are unknown keys
 DISPLAY_PARAMS = {'00_revisit': ('revisit_attacks', 'perplexity', 'tsne_backend', 'interactive')}
+_DISPLAY = {k for v in DISPLAY_PARAMS.values() for k in v}
+PATH_PARAMS = ('data_root', 'cache_dir', 'out_dir', 'class_list', 'badnets_trigger')
 
-def _parse_value(s: str):
+def step_params(nb: str, params: dict) -> dict:
+    "`params` without the display settings of other notebooks."
+    own = DISPLAY_PARAMS.get(nb, ())
+    return {k: v for k, v in params.items() if k in own or k not in _DISPLAY}
+
+class StepFailed(RuntimeError):
+    "A notebook step raised; the message is one line: step, exception, failed notebook."
+
+def _parse_value(s: str, key='?'):
     "`-p key=value` values are YAML scalars: 3 -> int, 0.5 -> float, null -> None, [1, 2] -> list."
-    return yaml.safe_load(s)
+    try: return yaml.safe_load(s)
+    except yaml.YAMLError as e: raise ConfigError(f"parameter '{key}': {s!r} is not a YAML value ({getattr(e, 'problem', e)})") from None
+
+def absolute_paths(params: dict, cwd) -> dict:
+    "Relative path parameters made absolute against `cwd` (the caller's), since the kernel runs in nbs/."
+    out = dict(params)
+    for k in PATH_PARAMS:
+        v = out.get(k)
+        if isinstance(v, str) and v and not (k == 'badnets_trigger' and v in ('auto', 'patch')) and not Path(v).is_absolute():
+            out[k] = str((Path(cwd) / v).resolve())
+    return out
+
+@lru_cache(maxsize=None)
+def declared_parameters(nb_path: str) -> frozenset:
+    "The names of a notebook's parameters cell."
+    return frozenset(pm.inspect_notebook(nb_path))
+
+def notebook_parameters(nb_path, params: dict) -> dict:
+    "The parameters a notebook declares, by name; everything else in its `params` mapping."
+    declared = declared_parameters(str(nb_path))
+    passed = {k: v for k, v in params.items() if k in declared}
+    rest = {k: v for k, v in params.items() if k not in declared}
+    if rest:
+        if 'params' not in declared: raise ConfigError(f"{Path(nb_path).name} takes no parameters {sorted(rest)}")
+        passed['params'] = rest
+    return passed
 
 def step_signature(params: dict, root: Path, notebook: str) -> str:
-    "Hash of what a step's result depends on at the runner's level: its parameters and the parameter files."
+    "Hash of what a step's result depends on at the runner's level: its parameters, the notebook and the parameter files."
     h = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode())
-    h.update(notebook.encode())
+    h.update(notebook.encode()); h.update((root / 'nbs' / f'{notebook}.ipynb').read_bytes())
     for f in (f"{params.get('dataset')}.yaml", f"{params.get('profile')}.yaml"):
         p = root / 'params' / f
         if p.exists(): h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
-def run_step(nb: str, params: dict, root: Path, force=False, log=print) -> Path:
-    "Execute nbs/<nb>.ipynb with papermill into the run folder unless an identical finished step exists."
-    own = DISPLAY_PARAMS.get(nb, ())
-    cfg = resolve({k: v for k, v in params.items() if k not in own}, root / 'params')   # fail fast, before a kernel starts
-    rdir = (Path(cfg.out_dir) if cfg.out_dir else root / 'outputs') / cfg.profile / cfg.dataset / cfg.attack
-    rdir.mkdir(parents=True, exist_ok=True)
-    out, marker = rdir / f'{nb}.ipynb', rdir / '.done' / nb
-    sig = step_signature(params, root, nb)
-    if not force and out.exists() and marker.exists() and marker.read_text().strip() == sig:
-        log(f'[dbd-run] reuse   {out.relative_to(root) if out.is_relative_to(root) else out}'); return out
-    log(f'[dbd-run] run     {nb} {params}')
-    t0 = time.time()
-    os.environ['DBD_HEADLESS'] = '1'          # notebooks skip interactive widgets in runner executions
-    pm.execute_notebook(str(root / 'nbs' / f'{nb}.ipynb'), str(out), parameters=params, cwd=str(root / 'nbs'),
-                        kernel_name='python3', progress_bar=False, log_output=False)
-    marker.parent.mkdir(exist_ok=True); marker.write_text(sig)
-    log(f'[dbd-run] done    {nb} [{params.get("attack")}] in {time.time() - t0:.0f} s')
-    return out
+class _Tee:
+    "A file-like stream that writes to the terminal and to a log file."
+    def __init__(self, *streams): self.streams = streams
+    def write(self, s):
+        for st in self.streams: st.write(s); st.flush()
+        return len(s)
+    def flush(self):
+        for st in self.streams: st.flush()
 
 # %% ../nbs/16_runner.ipynb #c005
+def run_step(nb: str, params: dict, root: Path, force=False, log=print) -> Path:
+    """Execute nbs/<nb>.ipynb with papermill into the run folder unless an identical finished step exists; the
+    executed notebook replaces the folder's record only when it succeeds (else `StepFailed`, one line)."""
+    params = step_params(nb, params)
+    cfg = resolve({k: v for k, v in params.items() if k not in _DISPLAY}, root / 'params')   # fail fast, before a kernel starts
+    rdir = run_dir(cfg, root)
+    out, marker = rdir / f'{nb}.ipynb', rdir / '.done' / nb
+    tmp, failed = rdir / f'.{nb}.running.ipynb', rdir / f'{nb}.failed.ipynb'
+    sig = step_signature(params, root, nb)
+    rel = lambda p: p.relative_to(root) if p.is_relative_to(root) else p
+    if not force and out.exists() and marker.exists() and marker.read_text().strip() == sig:
+        log(f'[dbd-run] reuse   {rel(out)}'); return out
+    log(f'[dbd-run] run     {nb} [{cfg.attack}] -> {rel(out)} (log: {rel(rdir / "run.log")})')
+    t0 = time.time()
+    cfg_file = rdir / 'config.yaml'; saved = cfg_file.read_bytes() if cfg_file.exists() else None
+    os.environ['DBD_HEADLESS'] = '1'          # notebooks skip interactive widgets in runner executions
+    src = root / 'nbs' / f'{nb}.ipynb'
+    with open(rdir / 'run.log', 'a') as logf:
+        logf.write(f'\n== {time.strftime("%Y-%m-%d %H:%M:%S")} {nb} {json.dumps(params, default=str)}\n')
+        try:
+            pm.execute_notebook(str(src), str(tmp), parameters=notebook_parameters(src, dict(params, progress=params.get('progress', 'lines'))),
+                                cwd=str(root / 'nbs'), kernel_name='python3', progress_bar=False, log_output=True,
+                                stdout_file=_Tee(sys.stdout, logf), stderr_file=_Tee(sys.stderr, logf),
+                                extra_arguments=['--IPKernelApp.log_level=ERROR'])
+        except BaseException as e:
+            if tmp.exists(): os.replace(tmp, failed)
+            if saved is not None: cfg_file.write_bytes(saved)
+            elif cfg_file.exists(): cfg_file.unlink()
+            if isinstance(e, KeyboardInterrupt): raise
+            msg = f'{e.ename}: {e.evalue}' if isinstance(e, PapermillExecutionError) else f'{type(e).__name__}: {e}'
+            msg = ' '.join(msg.split())
+            logf.write(f'FAILED: {msg}\n')
+            raise StepFailed(f'{nb} [{cfg.attack}] failed: {msg} (notebook: {rel(failed)})') from None
+    os.replace(tmp, out)
+    if failed.exists(): failed.unlink()
+    marker.parent.mkdir(exist_ok=True); marker.write_text(sig)
+    log(f'[dbd-run] done    {nb} [{cfg.attack}] in {time.time() - t0:.0f} s')
+    return out
+
+# %% ../nbs/16_runner.ipynb #c006
 def summarise(root: Path, profile: str, dataset: str, attacks=tuple(ATTACKS), out_dir=None):
     "Cross-attack tables and Figure 4 for outputs/<profile>/<dataset>/ (every attack with a run there)."
     matplotlib.use('Agg')
@@ -72,37 +141,58 @@ def summarise(root: Path, profile: str, dataset: str, attacks=tuple(ATTACKS), ou
     table1(root, profile, dataset, attacks, out_dir, cfg.seed)     # writes table1.* once a DBD run exists
     return df
 
-# %% ../nbs/16_runner.ipynb #c006
+# %% ../nbs/16_runner.ipynb #c007
 def main(argv=None):
     "Console entry point `dbd-run`."
     ap = argparse.ArgumentParser(prog='dbd-run', description='Run notebook chains with papermill; outputs land in outputs/<profile>/<dataset>/<attack>/.')
     ap.add_argument('--profile', default='cpu', help='params/<profile>.yaml (smoke, cpu, paper, ...)')
-    ap.add_argument('--dataset', default='cifar10', choices=DATASETS)
-    ap.add_argument('--attacks', nargs='+', default=list(ATTACKS), choices=ATTACKS)
-    ap.add_argument('--chain', default='dbd', help=f"named chain ({', '.join(CHAINS)}) or comma-separated notebook stems")
+    ap.add_argument('--dataset', default='cifar10', choices=tuple(DATASETS))
+    ap.add_argument('--attacks', nargs='+', default=None, metavar='ATTACK',
+                    help=f"attacks ({', '.join(ATTACKS)}) or 'all' (default: badnets)")
+    ap.add_argument('--chain', default=DEFAULT_CHAIN, help=f"named chain ({', '.join(CHAINS)}) or comma-separated notebook stems")
     ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help='extra parameter for every notebook')
     ap.add_argument('--params', type=Path, help='YAML file of extra parameters for every notebook')
     ap.add_argument('--force', action='store_true', help='redo finished steps')
     ap.add_argument('--root', type=Path, default=None, help='project root (default: found from the working directory)')
     a = ap.parse_args(argv)
-    root = find_project_root(a.root)
-    if not (root / 'nbs').is_dir(): ap.error(f'no nbs/ folder under {root}; run from the project or pass --root')
-    extra = {}
-    if a.params: extra.update(yaml.safe_load(a.params.read_text()) or {})
-    for kv in a.param:
-        if '=' not in kv: ap.error(f'-p expects KEY=VALUE, got {kv!r}')
-        k, v = kv.split('=', 1); extra[k] = _parse_value(v)
-    chain = CHAINS.get(a.chain) or tuple(s.strip() for s in a.chain.split(',') if s.strip())
-    for nb in chain:
-        if not (root / 'nbs' / f'{nb}.ipynb').exists(): ap.error(f'unknown notebook {nb!r} in --chain')
     try:
-        for attack in a.attacks:
-            for nb in chain:
-                run_step(nb, dict(extra, profile=a.profile, dataset=a.dataset, attack=attack), root, a.force)
-    except ConfigError as e:
-        print(f'dbd-run: {e}', file=sys.stderr); return 2
-    df = summarise(root, a.profile, a.dataset, ATTACKS, extra.get('out_dir'))
+        root = find_project_root(a.root)
+        extra = {}
+        if a.params:
+            try: extra.update(yaml.safe_load(a.params.read_text()) or {})
+            except yaml.YAMLError as e:
+                mark = getattr(e, 'problem_mark', None)
+                raise ConfigError(f"{a.params}{f', line {mark.line + 1}' if mark else ''}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        for kv in a.param:
+            if '=' not in kv: raise ConfigError(f'-p expects KEY=VALUE, got {kv!r}')
+            k, v = kv.split('=', 1); extra[k] = _parse_value(v, k)
+        attacks = a.attacks
+        if 'attack' in extra:
+            if attacks is not None and attacks != [extra['attack']]:
+                raise ConfigError(f"-p attack={extra['attack']} contradicts --attacks {' '.join(attacks)}; give one of them")
+            attacks = [extra.pop('attack')]
+        attacks = attacks or ['badnets']
+        if attacks == ['all']: attacks = list(ATTACKS)
+        for x in attacks:
+            if x not in ATTACKS: raise ConfigError(f"parameter 'attack': unknown value {x!r}; allowed: {', '.join(ATTACKS)}, all")
+        extra = absolute_paths(extra, Path.cwd())
+        chain = CHAINS.get(a.chain) or tuple(s.strip() for s in a.chain.split(',') if s.strip())
+        for nb in chain:
+            if not (root / 'nbs' / f'{nb}.ipynb').exists(): raise ConfigError(f'unknown notebook {nb!r} in --chain')
+        if '00_revisit' in chain: extra.setdefault('revisit_attacks', ','.join(attacks))
+        base = dict(extra, profile=a.profile, dataset=a.dataset)
+        for attack in attacks:                  # validate every step's parameters before the first kernel starts
+            resolve({k: v for k, v in dict(base, attack=attack).items() if k not in _DISPLAY}, root / 'params')
+        for attack in attacks:
+            for nb in chain: run_step(nb, dict(base, attack=attack), root, a.force)
+    except (ConfigError, StepFailed, DataNotFound) as e:
+        print(f'dbd-run: {e}', file=sys.stderr); return 2 if isinstance(e, ConfigError) else 1
+    out_root = Path(extra['out_dir']) if extra.get('out_dir') else root / 'outputs'
+    df = summarise(root, a.profile, a.dataset, tuple(ATTACKS), extra.get('out_dir'))
+    if not extra.get('out_dir'): mark_stale(root)
+    ds = out_root / a.profile / a.dataset
     if len(df): print(df.drop(columns=['hardware']).to_string(index=False))
-    ds = (Path(extra['out_dir']) if extra.get('out_dir') else root / 'outputs') / a.profile / a.dataset
     if (ds / 'table1.md').exists() and any(nb != '01_attacks' for nb in chain): print((ds / 'table1.md').read_text())
+    print(f'[dbd-run] results: {ds}/ (table1.md, no_defense.md, figure1.png, figure4_attacks.png) and one folder per attack '
+          f'({", ".join(attacks)}) with executed notebooks, metrics.json, config.yaml and run.log')
     return 0

@@ -9,7 +9,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from .dist import rank_world, shard, all_sum, gather_cat
 from .data import normalize
 from .augment import simclr_augment
-from .train import as_input, autocast, lr_at, predict, optimizer_kwargs, wrap_model, check_divisible, run_epochs
+from .train import as_input, autocast, lr_at, predict, optimizer_kwargs, wrap_model, check_divisible, run_epochs, sync
 
 # %% auto #0
 __all__ = ['SSL_METHODS', 'nt_xent', 'register_ssl', 'SimCLR', 'make_ssl', 'knn_accuracy', 'train_ssl',
@@ -87,7 +87,7 @@ def train_ssl(model, x, *, epochs, schedule_epochs, mean, std, batch_size=512, l
             v2 = as_input(normalize(shard(simclr_augment(xb, generator=g)), mean, std))
             with autocast(device): loss = net(v1, v2)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.detach()
-        dt = time.time() - t0
+        sync(device); dt = time.time() - t0
         return dict(ssl_loss=(all_sum(tot) / world / spe).item(), lr=opt.param_groups[0]['lr'], epoch_s=dt, img_per_s=spe * bs / dt)
     return run_epochs(epoch, epochs=epochs, states=dict(ssl=ssl, opt=opt), generator=g, ckpt_path=ckpt_path, tag=tag,
                       eval_fn=monitor, eval_model=model, progress=progress, stop_after=stop_after, save_every_s=save_every_s,

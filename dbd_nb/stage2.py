@@ -10,7 +10,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from .dist import rank_world, shard, shard_scale, all_sum, ddp
 from .data import normalize
 from .augment import weak_augment
-from .train import as_input, autocast, optimizer_kwargs, wrap_model, run_epochs
+from .train import as_input, autocast, optimizer_kwargs, wrap_model, run_epochs, sync
 
 # %% auto #0
 __all__ = ['LOSSES', 'BN_MODES', 'register_loss', 'ce_loss', 'sce_loss', 'get_loss', 'train_head', 'per_sample_loss',
@@ -79,7 +79,7 @@ def train_head(model, x, y, *, mean, std, loss='sce', loss_kw=None, epochs=10, b
             opt.zero_grad(set_to_none=True); (l.sum() * shard_scale(len(idx))).backward(); opt.step()
             rec_loss[ep, mine] = l.detach().float()
         rec_loss[ep] = all_sum(rec_loss[ep])
-        dt = time.time() - t0
+        sync(device); dt = time.time() - t0
         return dict(loss=rec_loss[ep].mean().item(), epoch_s=dt, img_per_s=len(x) / dt)
     hist = run_epochs(epoch, epochs=epochs, states={}, progress=progress, desc=desc, postfix=('loss',))
     for p_ in model.backbone.parameters(): p_.requires_grad_(True)

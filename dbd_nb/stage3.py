@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
-from .dist import rank_world, shard, gather_cat, all_sum, from_main
+from .dist import rank_world, shard, shard_bounds, gather_cat, all_sum, from_main
 from .data import normalize
 from .augment import weak_augment
-from .train import as_input, autocast, maybe_compile, optimizer_kwargs, wrap_model, check_divisible, run_epochs
+from .train import as_input, autocast, maybe_compile, optimizer_kwargs, wrap_model, check_divisible, run_epochs, sync
 from .stage2 import per_sample_loss, select_credible
 
 # %% auto #0
@@ -44,11 +44,11 @@ def mixmatch_loss(model, xl, yl, xu_views, *, num_classes, lam, T=0.5, generator
     perm = torch.randperm(len(x_all), device=x_all.device, generator=generator)
     x_mix = lam * x_all + (1 - lam) * x_all[perm]
     t_mix = lam * t_all + (1 - lam) * t_all[perm]
-    rows = shard(torch.arange(len(x_all), device=x_all.device)); lab = rows < n
-    with autocast(xl.device): logits = (model if net is None else net)(as_input(x_mix[rows])).float()
-    t = t_mix[rows]
-    lx = -(F.log_softmax(logits[lab], 1) * t[lab]).sum() * world / n
-    lu = ((F.softmax(logits[~lab], 1) - t[~lab]) ** 2).sum() * world / (K * n * num_classes)
+    start, end = shard_bounds(len(x_all)); n_lab = max(0, min(end, n) - start)   # this rank's rows; labelled ones first
+    with autocast(xl.device): logits = (model if net is None else net)(as_input(x_mix[start:end])).float()
+    t = t_mix[start:end]
+    lx = -(F.log_softmax(logits[:n_lab], 1) * t[:n_lab]).sum() * world / n
+    lu = ((F.softmax(logits[n_lab:], 1) - t[n_lab:]) ** 2).sum() * world / (K * n * num_classes)
     return lx, lu
 
 # %% ../nbs/04_stage3.ipynb #c008
@@ -91,7 +91,7 @@ def train_mixmatch(model, x, y, *, epochs, iters, mean, std, batch_size=64, lr=0
             loss = lx + w * lu
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             sx += lx.detach(); su += lu.detach()
-        dt = time.time() - t0
+        sync(device); dt = time.time() - t0
         sx, su = all_sum(sx) / world, all_sum(su) / world
         rec = dict(lx=(sx / iters).item(), lu=(su / iters).item(), lambda_u=w, n_labelled=int(lab.sum()),
                    split_s=split_s, epoch_s=dt, img_per_s=iters * batch_size * (1 + K) / max(dt - split_s, 1e-9))

@@ -12,9 +12,9 @@ from .store import resume, save_progress
 from .data import augment_batch, normalize
 
 # %% auto #0
-__all__ = ['COMPILE_MODES', 'SCHEDULES', 'autocast', 'prepare_model', 'as_input', 'maybe_compile', 'optimizer_kwargs',
-           'wrap_model', 'check_divisible', 'predict', 'backdoor_metrics', 'evaluate_backdoor', 'monitor_subset',
-           'lr_at', 'run_epochs', 'train_supervised']
+__all__ = ['COMPILE_MODES', 'SCHEDULES', 'PROGRESS_MODES', 'autocast', 'prepare_model', 'as_input', 'maybe_compile', 'sync',
+           'optimizer_kwargs', 'wrap_model', 'check_divisible', 'predict', 'backdoor_metrics', 'evaluate_backdoor',
+           'monitor_subset', 'lr_at', 'run_epochs', 'train_supervised']
 
 # %% ../nbs/13_train.ipynb #c004
 def autocast(device: torch.device):
@@ -37,6 +37,10 @@ def maybe_compile(module: nn.Module, mode='none') -> nn.Module:
     if mode in (None, 'none'): return module
     if mode not in COMPILE_MODES: raise ValueError(f"unknown compile mode {mode!r}; allowed: {', '.join(COMPILE_MODES)}")
     return torch.compile(module, mode=mode)
+
+def sync(device: torch.device):
+    "Wait for the device's queued work (CUDA), so a wall-clock timer measures the work and not only its launch."
+    if device.type == 'cuda': torch.cuda.synchronize(device)
 
 def optimizer_kwargs(device: torch.device) -> dict:
     "Fused optimiser kernels on CUDA (one launch for all parameters); the default implementation elsewhere."
@@ -106,6 +110,14 @@ def lr_at(step, *, base_lr, schedule, steps_per_epoch, epochs, milestones=(), ga
     raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
 
 # %% ../nbs/13_train.ipynb #c012
+PROGRESS_MODES = ('bar', 'lines', 'none')
+
+def _progress_mode(progress) -> str:
+    "True -> 'bar', False/None -> 'none', else one of `PROGRESS_MODES`."
+    mode = {True: 'bar', False: 'none', None: 'none'}.get(progress, progress)
+    if mode not in PROGRESS_MODES: raise ValueError(f"unknown progress {progress!r}; allowed: {', '.join(PROGRESS_MODES)}")
+    return mode if is_main() else 'none'
+
 def run_epochs(epoch_fn, *, epochs, states: dict, generator=None, ckpt_path=None, tag='', eval_fn=None,
                eval_model=None, extra_state=None, progress=True, stop_after=None, save_every_s=0.0, desc='train',
                postfix=()):
@@ -114,13 +126,18 @@ def run_epochs(epoch_fn, *, epochs, states: dict, generator=None, ckpt_path=None
     `extra_state[1]`), and stop after `stop_after` epochs of this call. Returns the whole history."""
     start, history, ck = resume(ckpt_path, tag, states, generator)
     if ck is not None and extra_state is not None: extra_state[1](ck['extra'])
-    bar = tqdm(range(start, epochs), desc=desc, disable=not progress, initial=start, total=epochs)
+    mode = _progress_mode(progress)
+    bar = tqdm(range(start, epochs), desc=desc, disable=mode != 'bar', initial=start, total=epochs)
+    if mode == 'lines' and start: print(f'{desc}: ' + ('finished earlier, reused' if start >= epochs else f'resumed after epoch {start} of {epochs}'), flush=True)
     last_save = time.time()
     for ep in bar:
         rec = dict(epoch=ep + 1, **epoch_fn(ep))
         if eval_fn is not None and is_main(): rec.update(eval_fn(eval_model))
         history.append(rec)
-        bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k in postfix})
+        shown = {k: round(v, 3) for k, v in rec.items() if k in postfix}
+        bar.set_postfix(shown)
+        if mode == 'lines':
+            print(f"{desc}: epoch {ep + 1}/{epochs} {rec.get('epoch_s', 0):.1f} s " + ' '.join(f'{k}={v:g}' for k, v in shown.items()), flush=True)
         stop = stop_after is not None and ep + 1 - start >= stop_after
         if ep + 1 == epochs or stop or time.time() - last_save >= save_every_s:
             save_progress(ckpt_path, tag, epoch=ep + 1, epochs=epochs, history=history, states=states, generator=generator,
@@ -161,6 +178,7 @@ def train_supervised(model, x, y, *, epochs, mean, std, batch_size=128, lr=0.1, 
                 out = net(xb); loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             tot_loss += loss.detach(); correct += (out.argmax(1) == yb).sum()
+        sync(device)
         tot_loss, correct = all_sum(tot_loss) / world, all_sum(correct)
         return dict(loss=(tot_loss / spe).item(), train_acc=(correct / (spe * batch_size)).item() * 100,
                     lr=opt.param_groups[0]['lr'], epoch_s=time.time() - t0)

@@ -38,6 +38,9 @@ def test_dbd_chain_chains_stages_and_reuses_them(tmp_path):
     assert len(kept) == m['stage2']['n_kept'] and len(set(kept)) == len(kept)
     t1 = (tmp_path / 'smoke' / 'synthetic' / 'table1.csv').read_text()
     assert 'No Defense' in t1 and 'DBD' in t1
+    caption = (tmp_path / 'smoke' / 'synthetic' / 'table1.md').read_text().splitlines()[0]
+    commit = m['dbd']['provenance']['commit']
+    assert f'rows measured at commit {commit}' in caption and 'Written by commit' in caption, caption
     r2 = run(*args)
     assert r2.returncode == 0 and r2.stdout.count('[dbd-run] reuse') == 4, r2.stdout
 
