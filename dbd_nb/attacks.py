@@ -15,8 +15,8 @@ from .store import save_index, load_index
 from .data import normalize, find_trigger
 
 # %% auto #0
-__all__ = ['ATTACKS', 'PATCH_LOCS', 'BLENDED_TRIGGERS', 'LC_SURROGATES', 'register_attack', 'make_attack', 'Attack',
-           'poison_index', 'patch_trigger', 'BadNets', 'Blended', 'WaNet', 'pgd_linf', 'LabelConsistent',
+__all__ = ['ATTACKS', 'POISON_RULES', 'PATCH_LOCS', 'BLENDED_TRIGGERS', 'LC_SURROGATES', 'register_attack', 'make_attack',
+           'Attack', 'poison_index', 'patch_trigger', 'BadNets', 'Blended', 'WaNet', 'pgd_linf', 'LabelConsistent',
            'PoisonedData', 'poison_dataset']
 
 # %% ../nbs/01_attacks.ipynb #c004
@@ -36,6 +36,7 @@ class Attack:
     clean_label = False          # poison-label attacks relabel to the target; clean-label ones keep labels
     default_rate = 0.05          # the paper's poisoning rate (Sec. 5.1)
     title = ''                   # the name tables use
+    nd_augment = 'crop_flip'     # No-Defense training augmentation for `augment='auto'` (`augment.SUPERVISED_AUGMENTS`)
     @classmethod
     def from_config(cls, cfg: RunConfig, project_root=None): raise NotImplementedError
     @classmethod
@@ -56,21 +57,30 @@ class Attack:
     def state(self) -> dict: return {k: v for k, v in vars(self).items()}
 
 # %% ../nbs/01_attacks.ipynb #c006
-def poison_index(y: torch.Tensor, rate: float, target: int, clean_label=False, seed=0) -> torch.Tensor:
-    "Sorted indices of the samples to poison: round(rate * len(y)) eligible samples, by a seeded draw."
+POISON_RULES = ('exact', 'bernoulli')
+
+def poison_index(y: torch.Tensor, rate: float, target: int, clean_label=False, seed=0, rule='exact') -> torch.Tensor:
+    """Sorted indices of the samples to poison, by a seeded draw among the eligible ones. `exact` (the paper's text):
+    round(rate * len(y)) of them. `bernoulli` (the authors' code): each eligible sample independently with
+    probability `rate` for poison-label attacks (about 4.5% of CIFAR-10 at rate 0.05), and with the probability that
+    keeps the expected share at `rate` for clean-label ones."""
     if not 0 < rate < 1: raise ValueError(f"poisoning rate {rate} is outside (0, 1)")
+    if rule not in POISON_RULES: raise ValueError(f"unknown poisoning rule {rule!r}; allowed: {', '.join(POISON_RULES)}")
     elig = ((y == target) if clean_label else (y != target)).nonzero().flatten()
+    g = torch.Generator().manual_seed(seed)
+    if rule == 'bernoulli':
+        p = min(1.0, rate * len(y) / len(elig)) if clean_label else rate
+        return elig[torch.rand(len(elig), generator=g) < p].sort().values
     n = int(round(rate * len(y)))
     if n > len(elig): raise ValueError(f"{n} samples to poison but only {len(elig)} eligible ones")
-    g = torch.Generator().manual_seed(seed)
     return elig[torch.randperm(len(elig), generator=g)[:n]].sort().values
 
 # %% ../nbs/01_attacks.ipynb #c009
 PATCH_LOCS = ('upper_left', 'upper_right', 'center', 'lower_left', 'lower_right')
 
-def _load_rgb(path, size=None) -> torch.Tensor:
+def _load_rgb(path, size=None, resample=Image.BILINEAR) -> torch.Tensor:
     img = Image.open(path).convert('RGB')
-    if size is not None and img.size != (size, size): img = img.resize((size, size), Image.BILINEAR)
+    if size is not None and img.size != (size, size): img = img.resize((size, size), resample)
     return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
 
 def patch_trigger(image_size, patch_size=3, loc='lower_right', seed=0):
@@ -88,6 +98,7 @@ def patch_trigger(image_size, patch_size=3, loc='lower_right', seed=0):
 class BadNets(Attack):
     "Pixels under `mask` are replaced by the trigger image's."
     title = 'BadNets'
+    nd_augment = 'zero_crop_flip'        # the authors' BadNets config: RandomCrop(32, padding=4) (zeros) + flip
     def __init__(self, trigger: torch.Tensor, mask: torch.Tensor):
         self.trigger, self.mask = trigger.to(torch.uint8), mask.bool()
     @classmethod
@@ -119,10 +130,13 @@ BLENDED_TRIGGERS = ('auto', 'hello_kitty', 'noise')
 class Blended(Attack):
     "Convex blend of image and trigger image with the blend ratio (the paper's lambda) on the trigger."
     title = 'Blended'
+    nd_augment = 'resized_crop_flip'     # the authors' Blended config: RandomResizedCrop(32) + flip
     def __init__(self, trigger: torch.Tensor, ratio=0.1):
         self.trigger, self.ratio = trigger.to(torch.uint8), float(ratio)
     @classmethod
-    def from_image(cls, path, image_size, ratio=0.1): return cls(_load_rgb(path, image_size), ratio)
+    def from_image(cls, path, image_size, ratio=0.1):
+        "The trigger image resized bicubically to the data's size (as the authors' PIL pipeline)."
+        return cls(_load_rgb(path, image_size, Image.BICUBIC), ratio)
     @classmethod
     def noise(cls, image_size, ratio=0.1, seed=0):
         g = torch.Generator().manual_seed(seed)
@@ -135,8 +149,9 @@ class Blended(Attack):
         if kind == 'noise': return cls.noise(cfg.image_size, cfg.blended_ratio, cfg.seed)
         return cls.from_image(find_trigger('hello_kitty.png', cfg.data_root, project_root), cfg.image_size, cfg.blended_ratio)
     def apply(self, x):
-        t = self.trigger.to(x.device).float()
-        return ((1 - self.ratio) * x.float() + self.ratio * t).round().clamp(0, 255).to(torch.uint8)
+        "x + ratio (t - x), truncated to uint8: exactly PIL's `Image.blend`, which the authors' pipeline uses."
+        xf, t = x.float(), self.trigger.to(x.device).float()
+        return (xf + self.ratio * (t - xf)).trunc().clamp(0, 255).to(torch.uint8)
 
 # %% ../nbs/01_attacks.ipynb #c016
 @register_attack('wanet')
@@ -249,10 +264,10 @@ class PoisonedData:
     target: int; attack: str
     extra_index: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
-def poison_dataset(attack: Attack, x_train, y_train, x_test, y_test, target, rate=None, seed=0, **ctx) -> PoisonedData:
-    "Apply `attack` at a seeded poisoned index of the training set and build the ASR test sets (Sec. 5.1)."
+def poison_dataset(attack: Attack, x_train, y_train, x_test, y_test, target, rate=None, seed=0, rule='exact', **ctx) -> PoisonedData:
+    "Apply `attack` at a seeded poisoned index (`poison_index` with `rule`) of the training set and build the ASR test sets (Sec. 5.1)."
     rate = attack.default_rate if rate is None else rate
-    idx = poison_index(y_train, rate, target, attack.clean_label, seed)
+    idx = poison_index(y_train, rate, target, attack.clean_label, seed, rule)
     xp, yp = attack.poison_train(x_train, y_train, idx, target, seed=seed, **ctx)
     is_poison = torch.zeros(len(y_train), dtype=torch.bool); is_poison[idx] = True
     nt = y_test != target

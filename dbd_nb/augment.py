@@ -6,26 +6,39 @@
 from __future__ import annotations
 import hashlib, math
 import torch, torch.nn.functional as F
-from .data import augment_batch
+from .data import augment_batch, random_crop, random_flip
 
 # %% auto #0
-__all__ = ['resized_crop_flip', 'color_jitter', 'random_grayscale', 'gaussian_blur', 'simclr_augment', 'weak_augment']
+__all__ = ['SUPERVISED_AUGMENTS', 'resized_crop_flip', 'color_jitter', 'random_grayscale', 'gaussian_blur', 'simclr_augment',
+           'supervised_augment', 'weak_augment']
 
 # %% ../nbs/17_augment.ipynb #c004
-def _crop_params(n, scale, ratio, generator, device):
-    "Per-sample area fraction and aspect ratio as in RandomResizedCrop (clipped instead of rejection-sampled)."
-    area = torch.empty(n, device=device).uniform_(scale[0], scale[1], generator=generator)
-    logr = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+def _crop_params(n, H, W, scale, ratio, generator, device, attempts=10):
+    """torchvision's `RandomResizedCrop.get_params` for a whole batch: up to 10 draws of (area, log aspect ratio) per
+    image, the first whose integer box fits wins, at a uniform integer offset; when none fits, the centre crop with
+    the aspect ratio clamped to `ratio`. Returns width, height and centre in the [-1, 1] units of `affine_grid`."""
+    area = torch.empty(n, attempts, device=device).uniform_(scale[0], scale[1], generator=generator) * (H * W)
+    logr = torch.empty(n, attempts, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
     r = torch.exp(logr)
-    w = torch.sqrt(area * r).clamp(max=1.0); h = torch.sqrt(area / r).clamp(max=1.0)
-    cx = (torch.rand(n, device=device, generator=generator) * 2 - 1) * (1 - w)
-    cy = (torch.rand(n, device=device, generator=generator) * 2 - 1) * (1 - h)
-    return w, h, cx, cy
+    w = torch.sqrt(area * r).round(); h = torch.sqrt(area / r).round()
+    ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
+    first = torch.where(ok.any(1), ok.float().argmax(1), torch.zeros(n, dtype=torch.long, device=device))
+    pick = lambda t: t.gather(1, first[:, None])[:, 0]
+    w, h, found = pick(w), pick(h), ok.any(1)
+    in_ratio = W / H                         # the fallback: torchvision's centre crop
+    if in_ratio < min(ratio): fw, fh = W, round(W / min(ratio))
+    elif in_ratio > max(ratio): fw, fh = round(H * max(ratio)), H
+    else: fw, fh = W, H
+    w = torch.where(found, w, torch.full_like(w, fw)); h = torch.where(found, h, torch.full_like(h, fh))
+    u = torch.rand(n, 2, device=device, generator=generator)
+    j = torch.where(found, (u[:, 0] * (W - w + 1)).floor(), ((W - w) / 2).round())    # left, top (integers)
+    i = torch.where(found, (u[:, 1] * (H - h + 1)).floor(), ((H - h) / 2).round())
+    return w / W, h / H, (2 * j + w) / W - 1, (2 * i + h) / H - 1
 
 def resized_crop_flip(x, size, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), flip_p=0.5, mode='bicubic', generator=None):
-    "Random resized crop to `size` and horizontal flip of a float batch, as one affine grid_sample."
+    "Random resized crop to `size` (torchvision's box sampling) and horizontal flip of a float batch, as one affine grid_sample."
     n = x.shape[0]; dev = x.device
-    w, h, cx, cy = _crop_params(n, scale, ratio, generator, dev)
+    w, h, cx, cy = _crop_params(n, x.shape[-2], x.shape[-1], scale, ratio, generator, dev)
     flip = torch.where(torch.rand(n, device=dev, generator=generator) < flip_p, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3, device=dev)
     theta[:, 0, 0] = w * flip; theta[:, 0, 2] = cx; theta[:, 1, 1] = h; theta[:, 1, 2] = cy
@@ -84,11 +97,13 @@ def random_grayscale(x, p=0.2, generator=None):
     m = torch.rand(x.shape[0], 1, 1, 1, device=x.device, generator=generator) < p
     return torch.where(m, _gray(x).expand_as(x), x)
 
-def gaussian_blur(x, sigma=(0.1, 2.0), p=0.5, kernel_size=3, generator=None):
-    "Per-sample separable Gaussian blur with sigma ~ U(sigma) and probability `p` (reflect padding)."
+def gaussian_blur(x, sigma=(0.1, 2.0), p=0.5, kernel_size=None, generator=None):
+    """Per-sample separable Gaussian blur with sigma ~ U(sigma) and probability `p` (reflect padding). The kernel
+    spans +-3 sigma of the largest sigma (13 taps at sigma 2), as PIL's `GaussianBlur(radius=sigma)`, which the
+    authors use, blurs with a standard deviation of `radius`; a fixed 3-tap kernel caps the effective std at 0.8."""
     n, c, H, W = x.shape; dev = x.device
     s = torch.empty(n, device=dev).uniform_(sigma[0], sigma[1], generator=generator)
-    r = kernel_size // 2
+    r = (kernel_size // 2) if kernel_size else min(math.ceil(3 * sigma[1]), min(H, W) - 1)
     k = torch.exp(-(torch.arange(-r, r + 1, device=dev, dtype=x.dtype)[None] ** 2) / (2 * s[:, None] ** 2))
     k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)        # (n*c) x ks
     y = x.reshape(1, n * c, H, W)
@@ -98,14 +113,28 @@ def gaussian_blur(x, sigma=(0.1, 2.0), p=0.5, kernel_size=3, generator=None):
     return torch.where(m, y.reshape(n, c, H, W), x)
 
 def simclr_augment(x_uint8, size=None, generator=None, blur_kernel=None):
-    "One SimCLR view of a uint8 batch, as floats in [0, 1] (normalise afterwards). Blur kernel ~10% of the side, odd."
+    "One SimCLR view of a uint8 batch, as floats in [0, 1] (normalise afterwards); blur kernel +-3 sigma unless given."
     x = x_uint8.float() / 255
     size = size or x.shape[-1]
-    blur_kernel = blur_kernel or max(3, int(0.1 * size) // 2 * 2 + 1)
     x = resized_crop_flip(x, size, generator=generator)
     x = color_jitter(x, generator=generator)
     x = random_grayscale(x, generator=generator)
     return gaussian_blur(x, kernel_size=blur_kernel, generator=generator)
+
+SUPERVISED_AUGMENTS = ('none', 'flip', 'crop_flip', 'zero_crop_flip', 'resized_crop_flip')
+
+def supervised_augment(x_uint8, mode='crop_flip', generator=None):
+    """The No-Defense training augmentation `mode` of `SUPERVISED_AUGMENTS`: crop_flip (pad reflect, crop, flip; the
+    stage-2/3 transform), zero_crop_flip (torchvision's `RandomCrop(32, padding=4)` + flip: the authors' BadNets
+    config), resized_crop_flip (`RandomResizedCrop` at its defaults, scale 0.08-1, + flip: their Blended config).
+    uint8 in; uint8 or floats in [0, 1] out (both normalise the same way)."""
+    if mode not in SUPERVISED_AUGMENTS: raise ValueError(f"unknown augment {mode!r}; allowed: {', '.join(SUPERVISED_AUGMENTS)}")
+    if mode == 'zero_crop_flip':
+        x = random_crop(x_uint8, pad=4 if x_uint8.shape[-1] <= 64 else x_uint8.shape[-1] // 8, mode='constant', generator=generator)
+        return random_flip(x, generator=generator)
+    if mode == 'resized_crop_flip':
+        return resized_crop_flip(x_uint8.float() / 255, x_uint8.shape[-1], scale=(0.08, 1.0), mode='bilinear', generator=generator)
+    return augment_batch(x_uint8, mode, generator=generator)
 
 def weak_augment(x_uint8, generator=None):
     """The stage-2/3 augmentation of the authors' code, as floats in [0, 1]: random crop (pad 4, reflect) + flip on

@@ -45,6 +45,7 @@ class RunConfig:
     # --- threat (the paper's; smaller profiles never change these unless their file names them in threat_changes)
     target_label: int = _f(3, 'threat')          # y_t
     poisoning_rate: typing.Optional[float] = _f(None, 'threat')  # None: 0.05, label_consistent 0.025 (share of the whole training set)
+    poison_rule: str = _f('exact', 'threat', 'poison_rule')  # exact: round(rate x N) (the paper); bernoulli: each eligible sample with p = rate (the authors' code)
     badnets_trigger: str = _f('auto', 'threat')  # auto: the paper's trigger image; 'patch' for a generated square; or an image path
     badnets_patch_size: int = _f(2, 'threat')    # side of a generated patch (Appendix F)
     badnets_patch_loc: str = _f('lower_right', 'threat', 'patch_loc')  # where a generated patch sits
@@ -67,7 +68,7 @@ class RunConfig:
     lr_schedule: str = _f('multistep', 'supervised', 'lr_schedule')  # multistep | cosine | onecycle
     milestones: tuple = _f((100, 150), 'supervised')  # epochs where lr is multiplied by lr_gamma (multistep)
     lr_gamma: float = _f(0.1, 'supervised')
-    augment: str = _f('crop_flip', 'supervised', 'augment')  # none | flip | crop_flip (random crop pad 4 + horizontal flip)
+    augment: str = _f('auto', 'supervised', 'augment')  # auto: the attack's (authors' configs: BadNets zero-pad crop + flip, Blended resized crop + flip) | none | flip | crop_flip | zero_crop_flip | resized_crop_flip
     # --- execution (never part of a checkpoint tag)
     device: str = _f('auto', 'exec', 'device')   # auto | cpu | cuda
     num_threads: int = _f(0, 'exec')             # CPU threads for torch (0 = torch's default)
@@ -95,6 +96,7 @@ class RunConfig:
     s2_bn_mode: str = _f('train', 'stage2', 'bn_mode')  # BatchNorm of the frozen backbone: 'train' (authors' code) or 'eval'
     filter_rate: float = _f(0.5, 'stage2')       # the paper's alpha (Sec. 4.4): share of lowest-loss samples kept as labelled
     s2_compare: bool = _f(True, 'stage2')        # also train the other loss (CE/SCE, Figure 3) and the other BN mode, for comparison
+    score_augment: bool = _f(True, 'stage2')     # rank samples (stage 2 filter, stage-3 splits) on crop + flip outputs in eval mode, as the authors' code
     # --- DBD stage 3 (semi-supervised fine-tuning, Sec. 4.5)
     mm_epochs: int = _f(190, 'stage3')
     mm_iters: int = _f(1024, 'stage3')           # iterations per epoch
@@ -104,6 +106,9 @@ class RunConfig:
     mm_beta_shape: float = _f(0.75, 'stage3')    # MixUp draws its weight from Beta(mm_beta_shape, mm_beta_shape) (MixMatch's alpha)
     mm_lambda_u: float = _f(15.0, 'stage3')      # lambda_u of Eq. 7
     mm_rampup_epochs: int = _f(190, 'stage3')    # linear ramp of lambda_u (over the whole run in the authors' code)
+    mm_rampup_offset: float = _f(10.0, 'stage3') # epochs the ramp has already counted at MixMatch's start (the authors count the 10 warm-up epochs)
+    mm_sampling: str = _f('walk', 'stage3', 'mm_sampling')  # walk: each batch without replacement, reshuffled when a set is used up (the authors' loaders); replace
+    mm_reuse_optimizer: bool = _f(True, 'stage3')  # continue from stage 2's Adam state for the head (the authors reuse the warm-up's optimiser)
 
     def replace(self, **kw): return dataclasses.replace(self, **kw)
 
@@ -170,7 +175,7 @@ def validate(cfg: RunConfig, choices: dict = None) -> RunConfig:
         if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
     for key in ('ssl_lr', 's2_lr', 'mm_lr', 'ssl_temperature', 'mm_T', 'mm_beta_shape'):
         if not getattr(cfg, key) > 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
-    for key in ('mm_lambda_u', 'mm_rampup_epochs', 'sce_alpha', 'sce_beta'):
+    for key in ('mm_lambda_u', 'mm_rampup_epochs', 'mm_rampup_offset', 'sce_alpha', 'sce_beta'):
         if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
     if not 0 < cfg.filter_rate <= 1: raise ConfigError(f"parameter 'filter_rate': must lie in (0, 1], got {cfg.filter_rate}")
     for key in ('blended_ratio', 'wanet_noise_rate'):

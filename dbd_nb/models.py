@@ -33,6 +33,8 @@ class ResNet18Cifar(nn.Module):
             layers.append(nn.Sequential(BasicBlock(cin, c, 1 if i == 0 else 2), BasicBlock(c, c, 1))); cin = c
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.feat_dim = w[-1]
+        for m in self.modules():       # the authors' CIFAR ResNet: He-normal convolutions (fan_out), BN weight 1, bias 0
+            if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
     def forward(self, x):
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))

@@ -12,20 +12,21 @@ from .config import RunConfig, resolve_config, find_project_root, run_dir, confi
 from .dist import DEVICES, get_device, is_main, from_main
 from .store import (atomic_torch_save, load_checkpoint, is_finished, save_config, update_metrics, read_metrics,
                           save_index, provenance, hardware_string)
-from .data import DATASETS, AUGMENTS, ImageSet, load_dataset, subset_per_class, norm_stats
+from .data import DATASETS, ImageSet, load_dataset, subset_per_class, norm_stats
+from .augment import SUPERVISED_AUGMENTS
 from .models import MODELS, build_model, resolve_model_name
-from .attacks import ATTACKS, PATCH_LOCS, BLENDED_TRIGGERS, LC_SURROGATES, make_attack, poison_dataset
+from .attacks import ATTACKS, PATCH_LOCS, BLENDED_TRIGGERS, LC_SURROGATES, POISON_RULES, make_attack, poison_dataset
 from .train import (SCHEDULES, COMPILE_MODES, PROGRESS_MODES, train_supervised, evaluate_backdoor, monitor_subset,
                           predict, prepare_model, autocast, as_input)
 from .stage1 import SSL_METHODS, train_ssl, knn_accuracy, poison_neighbour_fraction
 from .stage2 import LOSSES, BN_MODES, train_head, per_sample_loss, select_credible, filter_report
-from .stage3 import train_mixmatch
+from .stage3 import MM_SAMPLINGS, train_mixmatch
 
 # %% auto #0
 __all__ = ['DEFENSES', 'CHOICES', 'STEPS', 'Defense', 'resolve', 'Run', 'Step', 'register_step', 'step_groups', 'step_tag',
-           'step_done', 'run_step', 'run_chain', 'setup_run', 'run_from_config', 'model_for', 'supervised_kwargs',
-           'loss_kwargs', 'data_step', 'poison_step', 'no_defense_step', 'stage1_step', 'stage2_step', 'stage3_step',
-           'time_paper_epoch']
+           'step_done', 'run_step', 'run_chain', 'setup_run', 'run_from_config', 'model_for', 'nd_augment',
+           'supervised_kwargs', 'loss_kwargs', 'data_step', 'poison_step', 'no_defense_step', 'stage1_step',
+           'stage2_step', 'stage3_step', 'time_paper_epoch']
 
 # %% ../nbs/14_pipeline.ipynb #c005
 @dataclass(frozen=True)
@@ -38,8 +39,9 @@ class Defense:
 DEFENSES = {'no_defense': Defense('No Defense', 'no_defense'),
             'dbd': Defense('DBD', 'stage3')}
 
-CHOICES = dict(dataset=DATASETS, attack=ATTACKS, model=('auto', *MODELS), patch_loc=PATCH_LOCS,
-               blended_trigger=BLENDED_TRIGGERS, lc_surrogate=LC_SURROGATES, lr_schedule=SCHEDULES, augment=AUGMENTS,
+CHOICES = dict(dataset=DATASETS, attack=ATTACKS, model=('auto', *MODELS), patch_loc=PATCH_LOCS, poison_rule=POISON_RULES,
+               mm_sampling=MM_SAMPLINGS,
+               blended_trigger=BLENDED_TRIGGERS, lc_surrogate=LC_SURROGATES, lr_schedule=SCHEDULES, augment=('auto', *SUPERVISED_AUGMENTS),
                device=DEVICES, compile=COMPILE_MODES, progress=PROGRESS_MODES, ssl_method=SSL_METHODS, loss=LOSSES,
                bn_mode=BN_MODES)
 
@@ -137,16 +139,25 @@ def model_for(cfg: RunConfig, num_classes: int):
     "A fresh model of the configured architecture and width."
     return build_model(resolve_model_name(cfg.model, cfg.dataset, cfg.image_size), num_classes, cfg.width)
 
+def nd_augment(cfg: RunConfig) -> str:
+    "The No-Defense augmentation: `cfg.augment`, or for 'auto' the attack's (224-px data: resized crop + flip)."
+    if cfg.augment != 'auto': return cfg.augment
+    return 'resized_crop_flip' if cfg.image_size > 64 else ATTACKS[cfg.attack].nd_augment
+
 def supervised_kwargs(cfg: RunConfig, epochs=None) -> dict:
     "Keyword arguments of `train.train_supervised` from the config."
     mean, std = norm_stats(cfg.dataset)
     return dict(epochs=epochs or cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
                 weight_decay=cfg.weight_decay, schedule=cfg.lr_schedule, milestones=cfg.milestones, gamma=cfg.lr_gamma,
-                augment=cfg.augment, mean=mean, std=std, seed=cfg.seed, compile_mode=cfg.compile)
+                augment=nd_augment(cfg), mean=mean, std=std, seed=cfg.seed, compile_mode=cfg.compile)
 
 def loss_kwargs(cfg: RunConfig) -> dict:
     "Keyword arguments of the stage-2 loss (alpha and beta of Eq. 6; CE ignores them)."
     return dict(alpha=cfg.sce_alpha, beta=cfg.sce_beta)
+
+def _stage_inputs(run: Run, previous: str):
+    "(config, poisoned data, the previous stage's model, (mean, std)) of a DBD stage."
+    return run.cfg, run.products['poison'][0], run.products[previous][0], run.norm
 
 def _monitor(run: Run, data):
     "Per-epoch BA / ASR / natural target rate on a fixed random test subset (None when `monitor_size` is 0)."
@@ -187,7 +198,8 @@ def poison_step(run: Run):
                          progress=run.progress, desc='LC surrogate', **supervised_kwargs(cfg, cfg.lc_surrogate_epochs or cfg.epochs))
         mean, std = run.norm
         ctx = dict(model=sur.eval(), mean=mean, std=std)
-    data = poison_dataset(attack, train.x, train.y, test.x, test.y, cfg.target_label, cfg.poisoning_rate, cfg.seed, **ctx)
+    data = poison_dataset(attack, train.x, train.y, test.x, test.y, cfg.target_label, cfg.poisoning_rate, cfg.seed,
+                          cfg.poison_rule, **ctx)
     info = dict(attack=cfg.attack, n_train=len(train), n_poison=len(data.poison_idx), n_noise_mode=len(data.extra_index),
                 n_test=len(test), n_asr=len(data.x_asr), prep_s=round(time.time() - t0, 1), classes=list(train.classes))
     atomic_torch_save(dict(data=data, info=info, tag=tag, done=True, attack_state=attack.state()), path)
@@ -251,9 +263,7 @@ def stage1_step(run: Run):
 @register_step('stage2', needs=('stage1',), groups=('stage2',), ckpt='stage2.pt', parallel=True)
 def stage2_step(run: Run):
     "(model with the trained head, high-credible mask, per-variant results)."
-    cfg, (data, _) = run.cfg, run.products['poison']
-    model = run.products['stage1'][0]
-    mean, std = run.norm
+    cfg, data, model, (mean, std) = _stage_inputs(run, 'stage1')
     path, tag = run.ckpt('stage2.pt'), step_tag(cfg, 'stage2')
     ck = load_checkpoint(path, tag)
     if ck is not None:
@@ -269,19 +279,22 @@ def stage2_step(run: Run):
         m = copy.deepcopy(model); m.load_state_dict(base)
         torch.manual_seed(cfg.seed); m.head.reset_parameters()
         t0 = time.time()
-        hist, L = train_head(m, data.x_train, data.y_train, loss=loss, loss_kw=loss_kwargs(cfg), epochs=cfg.s2_epochs,
-                             batch_size=cfg.s2_batch_size, lr=cfg.s2_lr, bn_mode=bn, mean=mean, std=std, device=run.device,
-                             seed=cfg.seed, progress=run.progress, desc=f'Stage 2 {loss}/{bn} [{cfg.attack}]')
-        final = from_main(lambda: per_sample_loss(m, data.x_train, data.y_train, loss=loss, loss_kw=loss_kwargs(cfg),
-                                                  mean=mean, std=std, batch_size=cfg.eval_batch_size),
+        hist, L, opt_state = train_head(m, data.x_train, data.y_train, loss=loss, loss_kw=loss_kwargs(cfg), epochs=cfg.s2_epochs,
+                                        batch_size=cfg.s2_batch_size, lr=cfg.s2_lr, bn_mode=bn, mean=mean, std=std,
+                                        device=run.device, seed=cfg.seed, progress=run.progress,
+                                        desc=f'Stage 2 {loss}/{bn} [{cfg.attack}]', return_optimizer=True)
+        gs = torch.Generator(device=run.device).manual_seed(cfg.seed + 1)
+        final = from_main(lambda: per_sample_loss(m, data.x_train.to(run.device), data.y_train, loss=loss, loss_kw=loss_kwargs(cfg),
+                                                  mean=mean, std=std, batch_size=cfg.eval_batch_size,
+                                                  augment=cfg.score_augment, generator=gs),
                           torch.zeros(len(data.x_train)))
         mask = select_credible(final, cfg.filter_rate)
         ev = evaluate_backdoor(m, data, mean, std, cfg.eval_batch_size)
         results[f'{loss}/{bn}'] = dict(loss=loss, bn_mode=bn, main=(loss, bn) == variants[0], history=hist,
                                        train_loss=L.half(), final_loss=final, head_ba=ev['ba'], head_asr=ev['asr'],
                                        train_s=round(time.time() - t0, 1), **filter_report(mask, data, n_cls))
-        if main_model is None: main_model, main_mask = m, mask
-    atomic_torch_save(dict(model=main_model.state_dict(), mask=main_mask, results=results, tag=tag, done=True), path)
+        if main_model is None: main_model, main_mask, main_opt = m, mask, opt_state
+    atomic_torch_save(dict(model=main_model.state_dict(), mask=main_mask, results=results, head_opt=main_opt, tag=tag, done=True), path)
     save_index(main_mask.nonzero().flatten(), Path(run.rdir) / 'stage2_index.txt')
     main = results[f'{cfg.s2_loss}/{cfg.s2_bn_mode}']
     run.record('stage2', dict(
@@ -296,12 +309,13 @@ def stage2_step(run: Run):
 @register_step('stage3', needs=('stage2',), groups=('stage3',), ckpt='stage3.pt', parallel=True)
 def stage3_step(run: Run):
     "(defended model, DBD metrics, history)."
-    cfg, (data, _) = run.cfg, run.products['poison']
-    model = run.products['stage2'][0]
-    mean, std = run.norm
+    cfg, data, model, (mean, std) = _stage_inputs(run, 'stage2')
+    s2 = load_checkpoint(run.ckpt('stage2.pt'), step_tag(cfg, 'stage2')) if cfg.mm_reuse_optimizer else None
     hist = train_mixmatch(model, data.x_train, data.y_train, epochs=cfg.mm_epochs, iters=cfg.mm_iters,
                           batch_size=cfg.mm_batch_size, lr=cfg.mm_lr, T=cfg.mm_T, beta_shape=cfg.mm_beta_shape,
-                          lambda_u=cfg.mm_lambda_u, rampup_epochs=cfg.mm_rampup_epochs, filter_rate=cfg.filter_rate,
+                          lambda_u=cfg.mm_lambda_u, rampup_epochs=cfg.mm_rampup_epochs, rampup_offset=cfg.mm_rampup_offset,
+                          split_augment=cfg.score_augment, sampling=cfg.mm_sampling,
+                          head_optimizer_state=s2.get('head_opt') if s2 else None, filter_rate=cfg.filter_rate,
                           split_loss=cfg.s2_loss, split_loss_kw=loss_kwargs(cfg), mean=mean, std=std, device=run.device,
                           seed=cfg.seed, ckpt_path=run.ckpt('stage3.pt'), tag=step_tag(cfg, 'stage3'),
                           eval_fn=_monitor(run, data), is_poison=data.is_poison, progress=run.progress,

@@ -17,13 +17,15 @@ __all__ = ['SSL_METHODS', 'nt_xent', 'register_ssl', 'SimCLR', 'make_ssl', 'knn_
 
 # %% ../nbs/02_stage1.ipynb #c004
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature=0.5) -> torch.Tensor:
-    "Eq. 5: symmetric NT-Xent over 2N L2-normalised embeddings; each view of each image is an anchor."
-    z = F.normalize(torch.cat((z1, z2)), dim=1).float()
-    n = z1.shape[0]
-    sim = z @ z.t() / temperature
-    sim.fill_diagonal_(float('-inf'))                        # k != i
-    pos = torch.arange(2 * n, device=z.device).roll(n)      # the positive of view i is view i +- n
-    return F.cross_entropy(sim, pos)
+    """Eq. 5: symmetric NT-Xent over 2N L2-normalised embeddings; each view of each image is an anchor. Computed in
+    fp32 whatever autocast the caller runs under (the authors train in fp32; bf16 similarities move the loss)."""
+    with torch.autocast(z1.device.type, enabled=False):
+        z = F.normalize(torch.cat((z1, z2)).float(), dim=1)
+        n = z1.shape[0]
+        sim = z @ z.t() / temperature
+        sim.fill_diagonal_(float('-inf'))                        # k != i
+        pos = torch.arange(2 * n, device=z.device).roll(n)      # the positive of view i is view i +- n
+        return F.cross_entropy(sim, pos)
 
 # %% ../nbs/02_stage1.ipynb #c008
 SSL_METHODS = {}

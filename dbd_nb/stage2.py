@@ -53,7 +53,7 @@ def _ranked_batches(n, batch_size, generator, device, min_last=1):
 BN_MODES = ('train', 'eval')
 
 def train_head(model, x, y, *, mean, std, loss='sce', loss_kw=None, epochs=10, batch_size=128, lr=0.002, bn_mode='train',
-               device=None, seed=0, progress=True, desc='Stage 2 head'):
+               device=None, seed=0, progress=True, desc='Stage 2 head', return_optimizer=False):
     """Eq. 2: fit `model.head` with Adam on frozen `model.backbone` features of augmented uint8 images `x`, with the
     per-sample loss `loss` of `LOSSES`. Returns (history, per-sample training loss as an epochs x len(x) tensor).
     Under torchrun each rank takes its slice of every batch (BatchNorm of the backbone synchronised) and the
@@ -83,16 +83,19 @@ def train_head(model, x, y, *, mean, std, loss='sce', loss_kw=None, epochs=10, b
         return dict(loss=rec_loss[ep].mean().item(), epoch_s=dt, img_per_s=len(x) / dt)
     hist = run_epochs(epoch, epochs=epochs, states={}, progress=progress, desc=desc, postfix=('loss',))
     for p_ in model.backbone.parameters(): p_.requires_grad_(True)
-    return hist, rec_loss.cpu()
+    return (hist, rec_loss.cpu(), opt.state_dict()) if return_optimizer else (hist, rec_loss.cpu())
 
 @torch.no_grad()
-def per_sample_loss(model, x, y, *, mean, std, loss='sce', loss_kw=None, batch_size=512):
-    "Loss of every (un-augmented) sample under `model` in eval mode (the ranking of Sec. 4.4)."
+def per_sample_loss(model, x, y, *, mean, std, loss='sce', loss_kw=None, batch_size=512, augment=False, generator=None):
+    """Loss of every sample under `model` in eval mode (the ranking of Sec. 4.4), in fp32 whatever the device (the
+    choice of the high-credible half must not depend on bf16 rounding). With `augment`, each image is first given
+    the training transform (random crop + flip, from `generator`), as the authors' code scores samples."""
     device = next(model.parameters()).device
     lf = get_loss(loss, **(loss_kw or {})); was = model.training; model.eval(); out = []
     for i in range(0, len(x), batch_size):
-        xb = as_input(normalize(x[i:i + batch_size].to(device), mean, std))
-        with autocast(device): o = model(xb)
+        xb = x[i:i + batch_size].to(device)
+        xb = as_input(normalize(weak_augment(xb, generator=generator) if augment else xb, mean, std))
+        with torch.autocast(device.type, enabled=False): o = model(xb).float()
         out.append(lf(o, y[i:i + batch_size].to(device)).float())
     model.train(was)
     return torch.cat(out).cpu()

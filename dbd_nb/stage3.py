@@ -14,7 +14,7 @@ from .train import as_input, autocast, maybe_compile, optimizer_kwargs, wrap_mod
 from .stage2 import per_sample_loss, select_credible
 
 # %% auto #0
-__all__ = ['sharpen', 'linear_rampup', 'mixmatch_loss', 'train_mixmatch', 'mixmatch_figure']
+__all__ = ['MM_SAMPLINGS', 'sharpen', 'linear_rampup', 'lambda_u_at', 'mixmatch_loss', 'train_mixmatch', 'mixmatch_figure']
 
 # %% ../nbs/04_stage3.ipynb #c004
 def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
@@ -25,6 +25,12 @@ def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
 def linear_rampup(progress: float, length: float) -> float:
     "min(1, progress / length); 1 when length is 0."
     return 1.0 if length <= 0 else float(np.clip(progress / length, 0.0, 1.0))
+
+def lambda_u_at(epoch: float, lambda_u: float, rampup_epochs: float, offset: float = 0.0) -> float:
+    """The weight of L_U (Eq. 7) at MixMatch epoch `epoch` (fractional): linear from 0 over `rampup_epochs`, with
+    `offset` epochs already counted at the start (the authors' ramp counts their 10 warm-up epochs: 0.79 at epoch 0,
+    15 from epoch 180 of 190)."""
+    return lambda_u * linear_rampup(epoch + offset, rampup_epochs)
 
 def mixmatch_loss(model, xl, yl, xu_views, *, num_classes, lam, T=0.5, generator=None, net=None):
     """One MixMatch loss evaluation. `xl`: normalised labelled batch; `yl`: its labels; `xu_views`: K normalised views
@@ -52,14 +58,36 @@ def mixmatch_loss(model, xl, yl, xu_views, *, num_classes, lam, T=0.5, generator
     return lx, lu
 
 # %% ../nbs/04_stage3.ipynb #c008
+MM_SAMPLINGS = ('walk', 'replace')
+
+class _Walk:
+    "Batches of `idx` without replacement in a seeded order, reshuffled when fewer than a batch remain (drop_last)."
+    def __init__(self, idx, batch_size, generator): self.idx, self.bs, self.g, self.pos, self.perm = idx, batch_size, generator, 0, None
+    def next(self):
+        if self.perm is None or self.pos + self.bs > len(self.perm):
+            self.perm = self.idx[torch.randperm(len(self.idx), device=self.idx.device, generator=self.g)]; self.pos = 0
+        b = self.perm[self.pos:self.pos + self.bs]; self.pos += self.bs
+        return b
+
+def _adam_with_head_state(opt, model, head_state):
+    "Give `opt` (Adam over all of `model`'s parameters) the state that stage 2's Adam over the head reached."
+    idx = {id(p): i for i, p in enumerate(p for g in opt.param_groups for p in g['params'])}
+    sd = opt.state_dict()
+    sd['state'] = {idx[id(p)]: head_state['state'][k] for k, p in enumerate(model.head.parameters()) if k in head_state['state']}
+    opt.load_state_dict(sd)
+
 def train_mixmatch(model, x, y, *, epochs, iters, mean, std, batch_size=64, lr=0.002, T=0.5, beta_shape=0.75,
-                   lambda_u=15.0, rampup_epochs=190, K=2, filter_rate=0.5, split_loss='sce', split_loss_kw=None,
-                   device=None, seed=0, ckpt_path=None, tag='', eval_fn=None, is_poison=None, progress=True,
-                   stop_after=None, save_every_s=0.0, desc='Stage 3 MixMatch', eval_batch_size=512, compile_mode='none'):
+                   lambda_u=15.0, rampup_epochs=190, rampup_offset=0.0, K=2, filter_rate=0.5, split_loss='sce',
+                   split_loss_kw=None, split_augment=False, sampling='replace', head_optimizer_state=None, device=None,
+                   seed=0, ckpt_path=None, tag='', eval_fn=None, is_poison=None, progress=True, stop_after=None,
+                   save_every_s=0.0, desc='Stage 3 MixMatch', eval_batch_size=512, compile_mode='none'):
     """Eq. 3 with the MixMatch loss (Eq. 7-9): fine-tune the whole `model` on uint8 images `x` with (possibly
     poisoned) labels `y`; the labelled set is the `filter_rate` share of lowest `split_loss` samples, re-chosen each
-    epoch. MixUp weights come from Beta(`beta_shape`, `beta_shape`). `is_poison` (ground truth, analysis only)
-    lets the history count poisoned samples in the labelled set. Returns the per-epoch history.
+    epoch (on training-transform outputs with `split_augment`). MixUp weights come from Beta(`beta_shape`,
+    `beta_shape`); L_U's weight follows `lambda_u_at`. `sampling`: 'walk' draws each epoch's batches without
+    replacement (the authors' loaders), 'replace' with replacement. `head_optimizer_state`: stage 2's Adam state for
+    the head, continued here. `is_poison` (ground truth, analysis only) lets the history count poisoned samples in
+    the labelled set. Returns the per-epoch history.
     Under torchrun: BatchNorm synchronised, the split computed on rank 0 and broadcast, each step's batch shared."""
     check_divisible(batch_size, 'mm_batch_size')
     world = rank_world()[1]
@@ -68,26 +96,34 @@ def train_mixmatch(model, x, y, *, epochs, iters, mean, std, batch_size=64, lr=0
     guess = maybe_compile(model, compile_mode)     # the label-guessing forward passes (no gradient, no DDP)
     xd, yd = x.to(device), y.to(device)
     n_cls = model.head.out_features
+    if sampling not in MM_SAMPLINGS: raise ValueError(f"unknown sampling {sampling!r}; allowed: {', '.join(MM_SAMPLINGS)}")
     opt = torch.optim.Adam(model.parameters(), lr=lr, **optimizer_kwargs(device))
+    if head_optimizer_state is not None: _adam_with_head_state(opt, model, head_optimizer_state)
     g = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
     def rng_set(state): rng.bit_generator.state = state
     def epoch(ep):
         t0 = time.time()
-        lab = from_main(lambda: select_credible(per_sample_loss(model, x, y, loss=split_loss, loss_kw=split_loss_kw,
-                                                                mean=mean, std=std, batch_size=eval_batch_size), filter_rate),
+        gs = torch.Generator(device=device).manual_seed(seed * 100_003 + ep + 1)     # the split's own, per epoch
+        lab = from_main(lambda: select_credible(per_sample_loss(model, xd, y, loss=split_loss, loss_kw=split_loss_kw, mean=mean,
+                                                                std=std, batch_size=eval_batch_size, augment=split_augment,
+                                                                generator=gs), filter_rate),
                         torch.zeros(len(x), dtype=torch.bool))
         li, ui = lab.nonzero().flatten().to(device), (~lab).nonzero().flatten().to(device)
         split_s = time.time() - t0
         model.train(); sx = torch.zeros((), device=device); su = torch.zeros((), device=device)
+        walk_l, walk_u = (_Walk(li, batch_size, g), _Walk(ui, batch_size, g)) if sampling == 'walk' else (None, None)
         for it in range(iters):
-            bl = li[torch.randint(len(li), (batch_size,), device=device, generator=g)]
-            bu = ui[torch.randint(len(ui), (batch_size,), device=device, generator=g)] if len(ui) else bl
+            if sampling == 'walk':
+                bl = walk_l.next(); bu = walk_u.next() if len(ui) >= batch_size else bl
+            else:
+                bl = li[torch.randint(len(li), (batch_size,), device=device, generator=g)]
+                bu = ui[torch.randint(len(ui), (batch_size,), device=device, generator=g)] if len(ui) else bl
             xl = normalize(weak_augment(xd[bl], generator=g), mean, std)
             xu = [normalize(weak_augment(xd[bu], generator=g), mean, std) for _ in range(K)]
             lam = rng.beta(beta_shape, beta_shape); lam = float(max(lam, 1 - lam))
             lx, lu = mixmatch_loss(guess, xl, yd[bl], xu, num_classes=n_cls, T=T, lam=lam, generator=g, net=net)
-            w = lambda_u * linear_rampup(ep + it / iters, rampup_epochs)
+            w = lambda_u_at(ep + it / iters, lambda_u, rampup_epochs, rampup_offset)
             loss = lx + w * lu
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             sx += lx.detach(); su += lu.detach()

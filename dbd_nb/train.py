@@ -9,7 +9,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .dist import rank_world, shard, all_sum, ddp, sync_batchnorm, is_main
 from .store import resume, save_progress
-from .data import augment_batch, normalize
+from .data import normalize
+from .augment import supervised_augment
 
 # %% auto #0
 __all__ = ['COMPILE_MODES', 'SCHEDULES', 'PROGRESS_MODES', 'autocast', 'prepare_model', 'as_input', 'maybe_compile', 'sync',
@@ -173,7 +174,7 @@ def train_supervised(model, x, y, *, epochs, mean, std, batch_size=128, lr=0.1, 
                 pg['lr'] = lr_at(ep * spe + i, base_lr=lr, schedule=schedule, steps_per_epoch=spe, epochs=epochs,
                                  milestones=milestones, gamma=gamma)
             idx = perm[i * batch_size:(i + 1) * batch_size]
-            xb = as_input(normalize(shard(augment_batch(x[idx], augment, generator=g)), mean, std)); yb = shard(y[idx])
+            xb = as_input(normalize(shard(supervised_augment(x[idx], augment, generator=g)), mean, std)); yb = shard(y[idx])
             with autocast(device):
                 out = net(xb); loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()

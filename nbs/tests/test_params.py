@@ -25,7 +25,11 @@ def test_every_profile_resolves(profile, dataset):
 
 def test_paper_profile_is_the_recipe():
     c = resolve_config(dict(profile='paper', dataset='cifar10'), PARAMS)
-    assert (c.epochs, c.batch_size, c.lr, c.weight_decay, c.milestones, c.augment, c.width) == (200, 128, 0.1, 5e-4, (100, 150), 'crop_flip', 64)
+    assert (c.epochs, c.batch_size, c.lr, c.weight_decay, c.milestones, c.augment, c.width) == (200, 128, 0.1, 5e-4, (100, 150), 'auto', 64)
+    from dbd_nb.pipeline import nd_augment
+    assert [nd_augment(c.replace(attack=a)) for a in ('badnets', 'blended')] == ['zero_crop_flip', 'resized_crop_flip']
+    # the authors' code where it goes beyond the paper (issue: fidelity, items c, d, h, i)
+    assert (c.score_augment, c.mm_rampup_offset, c.mm_sampling, c.mm_reuse_optimizer, c.poison_rule) == (True, 10.0, 'walk', True, 'exact')
     assert (c.ssl_epochs, c.ssl_schedule_epochs, c.ssl_batch_size, c.ssl_lr, c.ssl_temperature) == (100, 1000, 512, 0.4, 0.5)
     assert (c.mm_epochs, c.mm_iters, c.mm_lambda_u, c.filter_rate, c.s2_epochs) == (190, 1024, 15.0, 0.5, 10)
     i = resolve_config(dict(profile='paper', dataset='imagenet'), PARAMS)
