@@ -107,6 +107,7 @@ def results_table(ds_dir, attacks, defenses=('no_defense',), ref=None, lc_eps=16
             if m is None: continue
             pc = paper_cell(ref, ds_dir.name, d, a, lc_eps) if ref else None
             rows.append(dict(defense=d, attack=a, BA=m['ba'], ASR=m['asr'], natural_target_rate=m['natural_target_rate'],
+                             target_recall=m.get('target_recall'),
                              backdoor_effect=m['backdoor_effect'], train_min=round(m.get('train_s', float('nan')) / 60, 1),
                              paper_BA=pc[0] if pc else None, paper_ASR=pc[1] if pc else None,
                              n_train=m.get('n_train'), hardware=m.get('hardware'),
@@ -176,7 +177,7 @@ def table1_frame(long: pd.DataFrame, attacks) -> pd.DataFrame:
             if not len(r): continue
             r = r.iloc[0]; t = attack_title(a)
             row.update({f'{t} BA': r.BA, f'{t} BA (paper)': r.paper_BA, f'{t} ASR': r.ASR, f'{t} ASR (paper)': r.paper_ASR,
-                        f'{t} NTR': r.natural_target_rate})
+                        f'{t} NTR': r.natural_target_rate, f'{t} TR': r.get('target_recall')})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -204,8 +205,10 @@ def table1(root, profile, dataset, attacks=tuple(ATTACKS), out_dir=None, seed=0)
     commits = ', '.join(dict.fromkeys(long.commit))
     t1 = table1_frame(long, attacks)
     write_table(t1, ds, 'table1', f'Table 1 (Label-Consistent: Table 2, eps 16, rate 2.5%) on {dataset}, profile {profile}, '
-                f'seed {seed}; hardware: {hw}; rows measured at commit {commits}. NTR: natural target rate. '
-                '"(paper)": the paper\'s full-recipe numbers.', root=root)
+                f'seed {seed}; hardware: {hw}; rows measured at commit {commits}. NTR: natural target rate. TR: recall of the '
+                'target class on clean test images (empty for runs made before it was recorded); a DBD row whose TR is more '
+                'than 10 points below No Defense\'s has suppressed the class rather than removed the backdoor, and counts '
+                'as a failure. "(paper)": the paper\'s full-recipe numbers.', root=root)
     st = dbd_stage_table(ds, attacks)
     if len(st):
         write_table(st, ds, 'dbd_stages', f'DBD stages on {dataset}, profile {profile}, seed {seed}; hardware: {hw}; '
