@@ -178,8 +178,9 @@ def data_step(run: Run):
     source = dict(train.source or {}, n_train_used=len(train), n_test_used=len(test))
     if is_main():
         Path(run.rdir).mkdir(parents=True, exist_ok=True)
-        save_config(c, run.rdir, prov=dict(provenance(run.root), data=source))
-        update_metrics(run.rdir, 'data', source)
+        prov = provenance(run.root)
+        save_config(c, run.rdir, prov=dict(prov, data=source))
+        update_metrics(run.rdir, 'data', source, prov=prov)
     return train, test
 
 @register_step('poison', needs=('data',), groups=('threat', 'attack_compute'), ckpt='poisoned.pt')
