@@ -109,9 +109,11 @@ def run_step(run: Run, name: str, launcher=None):
     if name in run.products: return run.products[name]
     step = STEPS[name]
     for n in step.needs: run_step(run, n, launcher)
-    if launcher is not None and step.parallel and not step_done(run, name): launcher(name, run)
+    launch = launcher is not None and step.parallel
+    done = step_done(run, name) if step.ckpt is not None and (launch or run.progress == 'lines') else False  # one load
+    if launch and not done: launcher(name, run)
     if run.progress == 'lines':
-        state = 'loading' if step.ckpt is None else ('reusing its checkpoint' if step_done(run, name) else 'running')
+        state = 'loading' if step.ckpt is None else ('reusing its checkpoint' if done else 'running')
         print(f'[{name}] {run.cfg.attack}: {state}', flush=True)
     run.products[name] = step.fn(run)
     return run.products[name]

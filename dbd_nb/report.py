@@ -12,7 +12,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import yaml
 import torch
-from .store import provenance, provenance_line
+from .store import provenance, commit_label
 from .attacks import ATTACKS
 from .pipeline import DEFENSES
 
@@ -116,16 +116,14 @@ def results_table(ds_dir, attacks, defenses=('no_defense',), ref=None, lc_eps=16
 
 def _commit(prov) -> str:
     "A metrics entry's commit ('+dirty' when the tree had changes), or 'unrecorded' for entries written before provenance."
-    if not prov: return 'unrecorded'
-    return prov.get('commit', 'unknown') + ('+dirty' if prov.get('dirty') else '')
+    return commit_label(prov) if prov else 'unrecorded'
 
 def write_table(df: pd.DataFrame, folder, name, caption='', root=None) -> Path:
     """Write `name`.csv and `name`.md (with the caption, which names profile, dataset, seed and hardware); given the
     project `root`, the caption ends with the commit of the code writing the table."""
     folder = Path(folder); df.to_csv(folder / f'{name}.csv', index=False)
     if root is not None:
-        p = provenance(root)
-        caption = f"{caption} Written by commit {p['commit']}{'+dirty' if p['dirty'] else ''}.".strip()
+        caption = f"{caption} Written by commit {commit_label(provenance(root))}.".strip()
     (folder / f'{name}.md').write_text((f'{caption}\n\n' if caption else '') + df.to_markdown(index=False) + '\n')
     return folder / f'{name}.md'
 

@@ -12,28 +12,26 @@ from .config import RunConfig, config_dict
 
 # %% auto #0
 __all__ = ['atomic_torch_save', 'atomic_write_text', 'save_index', 'load_index', 'load_checkpoint', 'is_finished', 'resume',
-           'save_progress', 'hardware_string', 'git_state', 'provenance', 'provenance_line', 'save_config',
-           'update_metrics', 'read_metrics']
+           'save_progress', 'hardware_string', 'git_state', 'provenance', 'commit_label', 'provenance_line',
+           'save_config', 'update_metrics', 'read_metrics']
 
 # %% ../nbs/1a_store.ipynb #c005
-def atomic_torch_save(obj, path) -> Path:
-    "torch.save to `path` via a temporary file and an atomic rename; under torchrun only rank 0 writes."
+def _atomic_write(path, write) -> Path:
+    "`write(tmp)` to a temporary file beside `path`, then an atomic rename onto `path`; under torchrun only rank 0 writes."
     path = Path(path)
     if not is_main(): return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write(tmp); os.replace(tmp, path)
     return path
+
+def atomic_torch_save(obj, path) -> Path:
+    "torch.save to `path` via a temporary file and an atomic rename (rank 0 only)."
+    return _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 def atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` via a temporary file and an atomic rename (rank 0 only)."
-    path = Path(path)
-    if not is_main(): return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_text(text); os.replace(tmp, path)
-    return path
+    return _atomic_write(path, lambda tmp: tmp.write_text(text))
 
 def save_index(idx: torch.Tensor, path) -> Path:
     "One index per line (small, diffable, language-neutral)."
@@ -105,9 +103,13 @@ def provenance(root) -> dict:
     return dict(**git_state(root), hardware=hardware_string(),
                 time=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))
 
+def commit_label(p: dict) -> str:
+    "The commit of a provenance record, with '+dirty' when the tree had uncommitted changes."
+    return p.get('commit', 'unknown') + ('+dirty' if p.get('dirty') else '')
+
 def provenance_line(p: dict) -> str:
     "One line for a caption: commit (with '+dirty'), hardware."
-    return f"commit {p.get('commit', 'unknown')}{'+dirty' if p.get('dirty') else ''}; hardware: {p.get('hardware', '?')}"
+    return f"commit {commit_label(p)}; hardware: {p.get('hardware', '?')}"
 
 # %% ../nbs/1a_store.ipynb #c014
 def save_config(cfg: RunConfig, folder, name='config.yaml', prov: dict = None) -> Path:
