@@ -15,9 +15,9 @@ from .store import save_index, load_index
 from .data import normalize, find_trigger
 
 # %% auto #0
-__all__ = ['ATTACKS', 'POISON_RULES', 'PATCH_LOCS', 'BLENDED_TRIGGERS', 'LC_SURROGATES', 'register_attack', 'make_attack',
-           'Attack', 'poison_index', 'patch_trigger', 'BadNets', 'Blended', 'WaNet', 'pgd_linf', 'LabelConsistent',
-           'PoisonedData', 'poison_dataset']
+__all__ = ['ATTACKS', 'POISON_RULES', 'PATCH_LOCS', 'BLENDED_TRIGGERS', 'LC_SURROGATES', 'register_attack', 'table1_attacks',
+           'make_attack', 'Attack', 'poison_index', 'patch_trigger', 'BadNets', 'Blended', 'WaNet', 'pgd_linf',
+           'LabelConsistent', 'PoisonedData', 'poison_dataset']
 
 # %% ../nbs/01_attacks.ipynb #c004
 ATTACKS = {}
@@ -25,6 +25,10 @@ def register_attack(name):
     "Class decorator: make an attack available under `name`."
     def deco(cls): ATTACKS[name] = cls; cls.name = name; return cls
     return deco
+
+def table1_attacks() -> tuple:
+    "The registered attacks of the paper's Table 1 (`Attack.in_table1`): what `--attacks all` and the cross-attack tables use."
+    return tuple(a for a, cls in ATTACKS.items() if cls.in_table1)
 
 def make_attack(cfg: RunConfig, project_root=None):
     "The attack `cfg.attack` of the registry, built from the run configuration."
@@ -37,12 +41,14 @@ class Attack:
     default_rate = 0.05          # the paper's poisoning rate (Sec. 5.1)
     title = ''                   # the name tables use
     nd_augment = 'crop_flip'     # No-Defense training augmentation for `augment='auto'` (`augment.SUPERVISED_AUGMENTS`)
+    in_table1 = True             # one of the paper's Table-1 attacks (`--attacks all`, the cross-attack tables)
     @classmethod
     def from_config(cls, cfg: RunConfig, project_root=None): raise NotImplementedError
     @classmethod
-    def needs_surrogate(cls, cfg: RunConfig) -> bool:
-        "True when poisoning needs a model trained on the clean data first (the pipeline trains it)."
-        return False
+    def surrogate(cls, cfg: RunConfig):
+        """The model poisoning needs trained on the clean data first, which the pipeline trains and passes to
+        `poison_train` as `model`: None, 'supervised' (the No-Defense recipe) or 'ssl' (the stage-1 recipe)."""
+        return None
     @classmethod
     def poison_groups(cls, cfg: RunConfig) -> tuple:
         "Config groups, beyond data, threat and attack_compute, that the poisoned training set depends on."
@@ -236,13 +242,13 @@ class LabelConsistent(Attack):
     def from_config(cls, cfg: RunConfig, project_root=None):
         return cls(BadNets.from_config(cfg, project_root), cfg.lc_eps, cfg.lc_steps, cfg.lc_step_size)
     @classmethod
-    def needs_surrogate(cls, cfg: RunConfig) -> bool:
+    def surrogate(cls, cfg: RunConfig):
         "PGD attacks a surrogate trained on the clean training set with the supervised recipe (`lc_surrogate='clean'`)."
-        return cfg.lc_surrogate == 'clean'
+        return 'supervised' if cfg.lc_surrogate == 'clean' else None
     @classmethod
     def poison_groups(cls, cfg: RunConfig) -> tuple:
         "The surrogate is trained with the model and supervised recipe: changing either rebuilds the poisoned set."
-        return ('model', 'supervised') if cls.needs_surrogate(cfg) else ()
+        return ('model', 'supervised') if cls.surrogate(cfg) else ()
     def __init__(self, badnets: BadNets, eps=16.0, steps=20, step_size=2.0):
         self.badnets, self.eps, self.steps, self.step_size = badnets, float(eps), int(steps), float(step_size)
     def apply(self, x): return self.badnets.apply(x)

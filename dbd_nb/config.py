@@ -59,6 +59,11 @@ class RunConfig:
     lc_step_size: float = _f(2.0, 'threat')      # PGD step, in 1/255
     lc_surrogate: str = _f('clean', 'attack_compute', 'lc_surrogate')  # model PGD attacks: one trained on the clean training subset
     lc_surrogate_epochs: int = _f(0, 'attack_compute')  # epochs of that surrogate (0 = the same as `epochs`)
+    adaptive_blend: float = _f(0.2, 'threat')    # lambda of the adaptive attack's full-size trigger, G(x; t) = (1 - lambda) x + lambda t (Sec. 5.4)
+    adaptive_epochs: int = _f(100, 'attack_compute')  # Adam epochs over the poisoned images that optimise t by Eq. 4 (paper: 100)
+    adaptive_lr: float = _f(0.1, 'attack_compute')    # Adam learning rate of that optimisation (paper: 0.1)
+    adaptive_batch_size: int = _f(256, 'attack_compute')  # poisoned images per Adam step
+    adaptive_seed: int = _f(1000, 'attack_compute')   # seed of the attacker's own SimCLR backbone g (initialisation and augmentation)
     # --- supervised training (No Defense)
     epochs: int = _f(200, 'supervised')
     batch_size: int = _f(128, 'supervised')
@@ -171,14 +176,17 @@ def validate(cfg: RunConfig, choices: dict = None) -> RunConfig:
         raise ConfigError(f"parameter 'target_label': {cfg.target_label} is not a class of {cfg.dataset} (0..{n_cls - 1})")
     for key in _POSITIVE:
         if getattr(cfg, key) <= 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
-    for key in ('subset_per_class', 'test_per_class', 'ssl_epochs', 's2_epochs', 'mm_epochs', 'num_threads', 'lc_steps', 'lc_surrogate_epochs', 'monitor_size'):
+    for key in ('subset_per_class', 'test_per_class', 'ssl_epochs', 's2_epochs', 'mm_epochs', 'num_threads', 'lc_steps', 'lc_surrogate_epochs', 'monitor_size',
+                'adaptive_epochs'):
         if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
     for key in ('ssl_lr', 's2_lr', 'mm_lr', 'ssl_temperature', 'mm_T', 'mm_beta_shape'):
         if not getattr(cfg, key) > 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
     for key in ('mm_lambda_u', 'mm_rampup_epochs', 'mm_rampup_offset', 'sce_alpha', 'sce_beta'):
         if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
     if not 0 < cfg.filter_rate <= 1: raise ConfigError(f"parameter 'filter_rate': must lie in (0, 1], got {cfg.filter_rate}")
-    for key in ('blended_ratio', 'wanet_noise_rate'):
+    if not cfg.adaptive_lr > 0: raise ConfigError(f"parameter 'adaptive_lr': must be positive, got {cfg.adaptive_lr}")
+    if cfg.adaptive_batch_size <= 0: raise ConfigError(f"parameter 'adaptive_batch_size': must be positive, got {cfg.adaptive_batch_size}")
+    for key in ('blended_ratio', 'wanet_noise_rate', 'adaptive_blend'):
         if not 0 <= getattr(cfg, key) <= 1: raise ConfigError(f"parameter '{key}': must lie in [0, 1], got {getattr(cfg, key)}")
     if cfg.badnets_trigger not in ('auto', 'patch') and not Path(cfg.badnets_trigger).exists():
         raise ConfigError(f"parameter 'badnets_trigger': {cfg.badnets_trigger!r} is neither 'auto', 'patch' nor an image file")

@@ -16,6 +16,7 @@ from .data import DATASETS, ImageSet, load_dataset, subset_per_class, norm_stats
 from .augment import SUPERVISED_AUGMENTS
 from .models import MODELS, build_model, resolve_model_name
 from .attacks import ATTACKS, PATCH_LOCS, BLENDED_TRIGGERS, LC_SURROGATES, POISON_RULES, make_attack, poison_dataset
+from .adaptive import Adaptive     # registers the attack 'adaptive' (Sec. 5.4, nbs/07_adaptive)
 from .train import (SCHEDULES, COMPILE_MODES, PROGRESS_MODES, train_supervised, evaluate_backdoor, monitor_subset,
                           predict, prepare_model, autocast, as_input)
 from .stage1 import SSL_METHODS, train_ssl, knn_accuracy, poison_neighbour_fraction
@@ -25,8 +26,8 @@ from .stage3 import MM_SAMPLINGS, train_mixmatch
 # %% auto #0
 __all__ = ['DEFENSES', 'CHOICES', 'STEPS', 'Defense', 'resolve', 'Run', 'Step', 'register_step', 'step_groups', 'step_tag',
            'step_done', 'run_step', 'run_chain', 'setup_run', 'run_from_config', 'model_for', 'nd_augment',
-           'supervised_kwargs', 'loss_kwargs', 'data_step', 'poison_step', 'no_defense_step', 'stage1_step',
-           'stage2_step', 'stage3_step', 'time_paper_epoch']
+           'supervised_kwargs', 'loss_kwargs', 'data_step', 'poison_step', 'no_defense_step', 'ssl_backbone',
+           'attacker_ssl_step', 'stage1_step', 'stage2_step', 'stage3_step', 'time_paper_epoch']
 
 # %% ../nbs/14_pipeline.ipynb #c005
 @dataclass(frozen=True)
@@ -194,7 +195,11 @@ def poison_step(run: Run):
     if ck is not None: return ck['data'], ck['info']
     attack = make_attack(cfg, run.root)
     t0, ctx = time.time(), {}
-    if attack.needs_surrogate(cfg):
+    kind = attack.surrogate(cfg)
+    if kind == 'ssl':
+        mean, std = run.norm
+        ctx = dict(model=run_step(run, 'attacker_ssl')[0], mean=mean, std=std, progress=run.progress)
+    elif kind == 'supervised':
         sur = model_for(cfg, len(train.classes))
         train_supervised(sur, train.x, train.y, device=run.device, ckpt_path=run.ckpt('surrogate.pt'),
                          tag=config_hash(cfg, keys_for('data', 'model', 'supervised', 'attack_compute')),
@@ -231,25 +236,43 @@ def no_defense_step(run: Run):
     return model, res, hist
 
 # %% ../nbs/14_pipeline.ipynb #c016
+def ssl_backbone(run: Run, x: torch.Tensor, seed: int, ckpt: str, tag: str, desc: str, monitor=None):
+    """(model, history): a fresh model, initialised under `seed`, whose backbone is trained by the run's stage-1 recipe
+    (Eq. 1) on the uint8 images `x` with `seed` also drawing the augmentations; resumed from, or reused as,
+    ckpt/`ckpt` under `tag`. Stage 1 calls it on the poisoned set; the adaptive attacker (Sec. 5.4) on the benign one."""
+    cfg, (train, _) = run.cfg, run.products['data']
+    mean, std = run.norm
+    torch.manual_seed(seed)
+    model = prepare_model(model_for(cfg, len(train.classes)), run.device)
+    hist = train_ssl(model, x, epochs=cfg.ssl_epochs, schedule_epochs=cfg.ssl_schedule_epochs,
+                     batch_size=cfg.ssl_batch_size, lr=cfg.ssl_lr, weight_decay=cfg.ssl_weight_decay, method=cfg.ssl_method,
+                     temperature=cfg.ssl_temperature, mean=mean, std=std, device=run.device, seed=seed,
+                     ckpt_path=run.ckpt(ckpt), compile_mode=cfg.compile, tag=tag, monitor=monitor, progress=run.progress,
+                     desc=desc, save_every_s=cfg.ckpt_every_s)
+    return model, hist
+
+@register_step('attacker_ssl', needs=('data',), groups=('model', 'stage1', 'attack_compute'), ckpt='attacker_ssl.pt')
+def attacker_ssl_step(run: Run):
+    """(backbone model in eval mode, history): the adaptive attacker's own SimCLR backbone g (Sec. 5.4), trained by the
+    stage-1 recipe on the *benign* training set with the attacker's seed `adaptive_seed`."""
+    cfg, (train, _) = run.cfg, run.products['data']
+    model, hist = ssl_backbone(run, train.x, cfg.adaptive_seed, 'attacker_ssl.pt', step_tag(cfg, 'attacker_ssl'),
+                               f'Attacker SimCLR [{cfg.attack}]')
+    return model.eval(), hist
+
 @register_step('stage1', needs=('poison',), groups=('model', 'stage1'), ckpt='stage1.pt', parallel=True)
 def stage1_step(run: Run):
     "(model with the trained backbone, metrics, history)."
-    cfg, (data, _), (train, _) = run.cfg, run.products['poison'], run.products['data']
+    cfg, (data, _) = run.cfg, run.products['poison']
     mean, std = run.norm
-    torch.manual_seed(cfg.seed)
-    model = prepare_model(model_for(cfg, len(train.classes)), run.device)
     gb = torch.Generator().manual_seed(cfg.seed)
     bank = torch.randperm(len(data.x_train), generator=gb)[:min(len(data.x_train), 5000)]
     mon = monitor_subset(data, cfg.monitor_size or 200, cfg.seed)
     def monitor(m):
         return dict(knn_acc=knn_accuracy(m, data.x_train[bank], data.y_true[bank], mon.x_test, mon.y_test, mean, std,
                                          batch_size=cfg.eval_batch_size))
-    hist = train_ssl(model, data.x_train, epochs=cfg.ssl_epochs, schedule_epochs=cfg.ssl_schedule_epochs,
-                     batch_size=cfg.ssl_batch_size, lr=cfg.ssl_lr, weight_decay=cfg.ssl_weight_decay, method=cfg.ssl_method,
-                     temperature=cfg.ssl_temperature, mean=mean, std=std, device=run.device, seed=cfg.seed,
-                     ckpt_path=run.ckpt('stage1.pt'), compile_mode=cfg.compile, tag=step_tag(cfg, 'stage1'),
-                     monitor=monitor, progress=run.progress, desc=f'Stage 1 SimCLR [{cfg.attack}]',
-                     save_every_s=cfg.ckpt_every_s)
+    model, hist = ssl_backbone(run, data.x_train, cfg.seed, 'stage1.pt', step_tag(cfg, 'stage1'),
+                               f'Stage 1 SimCLR [{cfg.attack}]', monitor)
     if not is_main(): return model, {}, hist    # under torchrun the summary below is rank 0's job
     if not hist:   # ssl_epochs = 0: nothing trained, keep the random initialisation
         hist = [dict(epoch=0, ssl_loss=float('nan'), epoch_s=0.0, img_per_s=float('nan'), **monitor(model))]

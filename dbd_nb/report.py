@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import yaml
 import torch
 from .store import provenance, commit_label
-from .attacks import ATTACKS
+from .attacks import ATTACKS, table1_attacks
 from .pipeline import DEFENSES
 
 # %% auto #0
@@ -128,8 +128,9 @@ def write_table(df: pd.DataFrame, folder, name, caption='', root=None) -> Path:
     return folder / f'{name}.md'
 
 # %% ../nbs/15_report.ipynb #c011
-def budget_table(out_root, dataset, profiles, attacks=tuple(ATTACKS), threshold=90.0) -> pd.DataFrame:
+def budget_table(out_root, dataset, profiles, attacks=None, threshold=90.0) -> pd.DataFrame:
     "No-Defense runs of `profiles` under `out_root/<profile>/<dataset>/`, one row per (attack, profile), cheapest first."
+    attacks = table1_attacks() if attacks is None else attacks
     rows = []
     for prof in profiles:
         for a in attacks:
@@ -194,8 +195,9 @@ def dbd_stage_table(ds_dir, attacks) -> pd.DataFrame:
                          no_defense_min=round(m.get('no_defense', {}).get('train_s', float('nan')) / 60, 1)))
     return pd.DataFrame(rows)
 
-def table1(root, profile, dataset, attacks=tuple(ATTACKS), out_dir=None, seed=0) -> pd.DataFrame:
+def table1(root, profile, dataset, attacks=None, out_dir=None, seed=0) -> pd.DataFrame:
     "Write outputs/<profile>/<dataset>/table1.{csv,md} and dbd_stages.{csv,md}; return the wide Table 1."
+    attacks = table1_attacks() if attacks is None else attacks
     ds = (Path(out_dir) if out_dir else Path(root) / 'outputs') / profile / dataset
     long = results_table(ds, attacks, tuple(DEFENSES), load_reference(root))
     if not len(long): return long

@@ -13,7 +13,7 @@ import papermill as pm
 from papermill.exceptions import PapermillExecutionError
 from .config import find_project_root, ConfigError, run_dir
 from .data import DATASETS, DataNotFound
-from .attacks import ATTACKS
+from .attacks import ATTACKS, table1_attacks
 from .pipeline import resolve
 from .report import results_table, write_table, figure4, load_reference, table1, mark_stale
 
@@ -24,7 +24,8 @@ __all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'PATH_PARAMS', 'step_par
 # %% ../nbs/16_runner.ipynb #c004
 DEFAULT_CHAIN = 'demo'
 CHAINS = {'no_defense': ('01_attacks',), 'dbd': ('01_attacks', '02_stage1', '03_stage2', '04_stage3'),
-          'revisit': ('00_revisit',), 'demo': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '00_revisit')}
+          'revisit': ('00_revisit',), 'demo': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '00_revisit'),
+          'adaptive': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '07_adaptive')}   # with --attacks adaptive
 # parameters a notebook takes besides the run configuration (display settings); elsewhere they are unknown keys
 DISPLAY_PARAMS = {'00_revisit': ('revisit_attacks', 'perplexity', 'tsne_backend', 'interactive')}
 _DISPLAY = {k for v in DISPLAY_PARAMS.values() for k in v}
@@ -126,8 +127,9 @@ def run_step(nb: str, params: dict, root: Path, force=False, log=print) -> Path:
     return out
 
 # %% ../nbs/16_runner.ipynb #c006
-def summarise(root: Path, profile: str, dataset: str, attacks=tuple(ATTACKS), out_dir=None):
-    "Cross-attack tables and Figure 4 for outputs/<profile>/<dataset>/ (every attack with a run there)."
+def summarise(root: Path, profile: str, dataset: str, attacks=None, out_dir=None):
+    "Cross-attack tables and Figure 4 for outputs/<profile>/<dataset>/ (every Table-1 attack with a run there, unless `attacks` names others)."
+    attacks = table1_attacks() if attacks is None else tuple(attacks)
     matplotlib.use('Agg')
     ds = (Path(out_dir) if out_dir else root / 'outputs') / profile / dataset
     cfg = resolve(dict(profile=profile, dataset=dataset), root / 'params')
@@ -148,7 +150,7 @@ def main(argv=None):
     ap.add_argument('--profile', default='cpu', help='params/<profile>.yaml (smoke, cpu, paper, ...)')
     ap.add_argument('--dataset', default='cifar10', choices=tuple(DATASETS))
     ap.add_argument('--attacks', nargs='+', default=None, metavar='ATTACK',
-                    help=f"attacks ({', '.join(ATTACKS)}) or 'all' (default: badnets)")
+                    help=f"attacks ({', '.join(ATTACKS)}) or 'all' (Table 1's: {', '.join(table1_attacks())}; default: badnets)")
     ap.add_argument('--chain', default=DEFAULT_CHAIN, help=f"named chain ({', '.join(CHAINS)}) or comma-separated notebook stems")
     ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help='extra parameter for every notebook')
     ap.add_argument('--params', type=Path, help='YAML file of extra parameters for every notebook')
@@ -172,7 +174,7 @@ def main(argv=None):
                 raise ConfigError(f"-p attack={extra['attack']} contradicts --attacks {' '.join(attacks)}; give one of them")
             attacks = [extra.pop('attack')]
         attacks = attacks or ['badnets']
-        if attacks == ['all']: attacks = list(ATTACKS)
+        if attacks == ['all']: attacks = list(table1_attacks())
         for x in attacks:
             if x not in ATTACKS: raise ConfigError(f"parameter 'attack': unknown value {x!r}; allowed: {', '.join(ATTACKS)}, all")
         extra = absolute_paths(extra, Path.cwd())
@@ -188,7 +190,7 @@ def main(argv=None):
     except (ConfigError, StepFailed, DataNotFound) as e:
         print(f'dbd-run: {e}', file=sys.stderr); return 2 if isinstance(e, ConfigError) else 1
     out_root = Path(extra['out_dir']) if extra.get('out_dir') else root / 'outputs'
-    df = summarise(root, a.profile, a.dataset, tuple(ATTACKS), extra.get('out_dir'))
+    df = summarise(root, a.profile, a.dataset, None, extra.get('out_dir'))
     if not extra.get('out_dir'): mark_stale(root)
     ds = out_root / a.profile / a.dataset
     if len(df): print(df.drop(columns=['hardware']).to_string(index=False))
