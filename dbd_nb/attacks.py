@@ -230,7 +230,7 @@ def pgd_linf(model, x: torch.Tensor, y: torch.Tensor, eps, steps, step_size, mea
     model.train(was)
     return torch.cat(outs)
 
-LC_SURROGATES = ('clean', 'none')
+LC_SURROGATES = ('clean', 'adversarial', 'none')   # the model PGD attacks: standard, PGD-adversarially trained (Turner et al.), none
 
 @register_attack('label_consistent')
 class LabelConsistent(Attack):
@@ -243,8 +243,9 @@ class LabelConsistent(Attack):
         return cls(BadNets.from_config(cfg, project_root), cfg.lc_eps, cfg.lc_steps, cfg.lc_step_size)
     @classmethod
     def surrogate(cls, cfg: RunConfig):
-        "PGD attacks a surrogate trained on the clean training set with the supervised recipe (`lc_surrogate='clean'`)."
-        return 'supervised' if cfg.lc_surrogate == 'clean' else None
+        """PGD attacks a surrogate trained on the clean training set with the supervised recipe: as it is
+        (`lc_surrogate='clean'`) or with PGD adversarial training (`'adversarial'`, as Turner et al.'s robust model)."""
+        return None if cfg.lc_surrogate == 'none' else 'supervised'
     @classmethod
     def poison_groups(cls, cfg: RunConfig) -> tuple:
         "The surrogate is trained with the model and supervised recipe: changing either rebuilds the poisoned set."

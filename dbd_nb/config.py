@@ -14,7 +14,8 @@ __all__ = ['GROUPS', 'REGISTRY_FIELDS', 'RunConfig', 'keys_for', 'ConfigError', 
            'resolve_config', 'find_project_root', 'run_dir', 'config_hash', 'config_dict', 'config_from_dict']
 
 # %% ../nbs/10_config.ipynb #c004
-GROUPS = ('run', 'data', 'model', 'threat', 'attack_compute', 'supervised', 'exec', 'monitor', 'stage1', 'stage2', 'stage3')
+GROUPS = ('run', 'data', 'model', 'threat', 'attack_compute', 'supervised', 'exec', 'monitor', 'stage1', 'stage2', 'stage3',
+          'local', 'nc', 'nad', 'dpsgd', 'shrinkpad', 'detect')
 
 def _f(default, group: str, registry: str = None):
     "A `RunConfig` field with its group and, for names, the registry that lists the allowed values."
@@ -57,8 +58,11 @@ class RunConfig:
     lc_eps: float = _f(16.0, 'threat')           # PGD L-inf budget, in 1/255
     lc_steps: int = _f(20, 'threat')             # PGD steps
     lc_step_size: float = _f(2.0, 'threat')      # PGD step, in 1/255
-    lc_surrogate: str = _f('clean', 'attack_compute', 'lc_surrogate')  # model PGD attacks: one trained on the clean training subset
+    lc_surrogate: str = _f('clean', 'attack_compute', 'lc_surrogate')  # model PGD attacks, trained on the clean training set: clean | adversarial (PGD-trained) | none
     lc_surrogate_epochs: int = _f(0, 'attack_compute')  # epochs of that surrogate (0 = the same as `epochs`)
+    lc_adv_eps: float = _f(8.0, 'attack_compute')   # lc_surrogate 'adversarial': PGD training radius, in 1/255 (Madry et al.'s CIFAR model: 8)
+    lc_adv_steps: int = _f(7, 'attack_compute')      # PGD steps per training batch
+    lc_adv_step_size: float = _f(2.0, 'attack_compute')  # PGD step, in 1/255
     adaptive_blend: float = _f(0.2, 'threat')    # lambda of the adaptive attack's full-size trigger, G(x; t) = (1 - lambda) x + lambda t (Sec. 5.4)
     adaptive_epochs: int = _f(100, 'attack_compute')  # Adam epochs over the poisoned images that optimise t by Eq. 4 (paper: 100)
     adaptive_lr: float = _f(0.1, 'attack_compute')    # Adam learning rate of that optimisation (paper: 0.1)
@@ -114,6 +118,30 @@ class RunConfig:
     mm_rampup_offset: float = _f(10.0, 'stage3') # epochs the ramp has already counted at MixMatch's start (the authors count the 10 warm-up epochs)
     mm_sampling: str = _f('walk', 'stage3', 'mm_sampling')  # walk: each batch without replacement, reshuffled when a set is used up (the authors' loaders); replace
     mm_reuse_optimizer: bool = _f(True, 'stage3')  # continue from stage 2's Adam state for the head (the authors reuse the warm-up's optimiser)
+    # --- baselines (Sec. 5.2, App. B.3, D; nbs/05_baselines). NC and NAD get a local benign set, the others nothing extra
+    local_share: float = _f(0.05, 'local')       # the defender's local benign set: this share of the training set, clean samples, seeded
+    nc_epochs: int = _f(1000, 'nc')              # NC reverse-engineering passes over the local set per class (NC's code: 1000 steps, early stop)
+    nc_batch_size: int = _f(32, 'nc')
+    nc_lr: float = _f(0.1, 'nc')                 # Adam on the tanh-parametrised mask and pattern
+    nc_init_cost: float = _f(1e-3, 'nc')         # initial weight of the mask's L1 norm, then adapted (up x2 / down x2^1.5 after 5 passes)
+    nc_patience: int = _f(5, 'nc')
+    nc_unlearn_share: float = _f(0.2, 'nc')      # share of the local set stamped with the reversed trigger (true labels kept)
+    nc_unlearn_epochs: int = _f(10, 'nc')
+    nc_unlearn_lr: float = _f(0.01, 'nc')
+    nad_teacher_epochs: int = _f(10, 'nad')      # fine-tuning the No-Defense model on the local set into the teacher
+    nad_lr: float = _f(0.01, 'nad')              # the paper's eta for that fine-tuning (App. D.2, Tables 13-15)
+    nad_epochs: int = _f(20, 'nad')              # distillation epochs (NAD's code)
+    nad_student_lr: float = _f(0.1, 'nad')       # NAD's code: 0.1 for 2 epochs, then 0.01
+    nad_beta: typing.Optional[float] = _f(None, 'nad')  # attention-loss weight; None: the paper's best for the dataset and attack (Tables 16-19)
+    nad_p: float = _f(2.0, 'nad')                # power of the attention map
+    nad_batch_size: int = _f(64, 'nad')
+    dpsgd_noise: typing.Optional[float] = _f(None, 'dpsgd')  # sigma; None: the paper's best for the dataset and attack (Tables 10-12)
+    dpsgd_clip: float = _f(1.0, 'dpsgd')         # per-sample gradient clipping bound C
+    dpsgd_delta: float = _f(1e-5, 'dpsgd')       # delta of the (epsilon, delta) guarantee we report
+    shrinkpad_rate: float = _f(0.1, 'shrinkpad') # shrink each test image by this share of its side, zero-pad back at a random offset
+    ss_eps: int = _f(500, 'detect')              # Spectral Signatures' epsilon (bound on the poisoned count): 1.5 eps removed per class (App. L)
+    ac_dims: int = _f(10, 'detect')              # Activation Clustering: ICA dimensions before 2-means
+    ac_size_threshold: float = _f(0.35, 'detect')  # AC removes a class's smaller cluster when its share is at most this
 
     def replace(self, **kw): return dataclasses.replace(self, **kw)
 
@@ -184,6 +212,16 @@ def validate(cfg: RunConfig, choices: dict = None) -> RunConfig:
     for key in ('mm_lambda_u', 'mm_rampup_epochs', 'mm_rampup_offset', 'sce_alpha', 'sce_beta'):
         if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
     if not 0 < cfg.filter_rate <= 1: raise ConfigError(f"parameter 'filter_rate': must lie in (0, 1], got {cfg.filter_rate}")
+    for key in ('local_share', 'nc_unlearn_share', 'shrinkpad_rate', 'ac_size_threshold'):
+        if not 0 < getattr(cfg, key) < 1: raise ConfigError(f"parameter '{key}': must lie in (0, 1), got {getattr(cfg, key)}")
+    for key in ('lc_adv_eps', 'lc_adv_step_size', 'nc_lr', 'nc_init_cost', 'nc_unlearn_lr', 'nad_lr', 'nad_student_lr', 'nad_p', 'dpsgd_clip', 'dpsgd_delta'):
+        if not getattr(cfg, key) > 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
+    for key in ('nc_epochs', 'nc_batch_size', 'nc_patience', 'nad_batch_size', 'ss_eps', 'ac_dims', 'lc_adv_steps'):
+        if getattr(cfg, key) <= 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
+    for key in ('nc_unlearn_epochs', 'nad_teacher_epochs', 'nad_epochs'):
+        if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
+    for key in ('nad_beta', 'dpsgd_noise'):
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
     if not cfg.adaptive_lr > 0: raise ConfigError(f"parameter 'adaptive_lr': must be positive, got {cfg.adaptive_lr}")
     if cfg.adaptive_batch_size <= 0: raise ConfigError(f"parameter 'adaptive_batch_size': must be positive, got {cfg.adaptive_batch_size}")
     for key in ('blended_ratio', 'wanet_noise_rate', 'adaptive_blend'):

@@ -15,19 +15,23 @@ from .store import (atomic_torch_save, load_checkpoint, is_finished, save_config
 from .data import DATASETS, ImageSet, load_dataset, subset_per_class, norm_stats
 from .augment import SUPERVISED_AUGMENTS
 from .models import MODELS, build_model, resolve_model_name
-from .attacks import ATTACKS, PATCH_LOCS, BLENDED_TRIGGERS, LC_SURROGATES, POISON_RULES, make_attack, poison_dataset
+from .attacks import ATTACKS, PATCH_LOCS, BLENDED_TRIGGERS, LC_SURROGATES, POISON_RULES, make_attack, poison_dataset, pgd_linf
 from .adaptive import Adaptive     # registers the attack 'adaptive' (Sec. 5.4, nbs/07_adaptive)
 from .train import (SCHEDULES, COMPILE_MODES, PROGRESS_MODES, train_supervised, evaluate_backdoor, monitor_subset,
                           predict, prepare_model, autocast, as_input)
 from .stage1 import SSL_METHODS, train_ssl, knn_accuracy, poison_neighbour_fraction
 from .stage2 import LOSSES, BN_MODES, train_head, per_sample_loss, select_credible, filter_report
 from .stage3 import MM_SAMPLINGS, train_mixmatch
+from .defenses import (DPSGD_BEST_NOISE, NAD_BEST_BETA, paper_choice, local_benign_index, shrink_pad, evaluate_under,
+                             nc_reverse, nc_anomaly, unlearning_set, nad_distill, dp_compatible, train_dpsgd, spectral_filter,
+                             activation_filter, filter_stats)
 
 # %% auto #0
 __all__ = ['DEFENSES', 'CHOICES', 'STEPS', 'Defense', 'resolve', 'Run', 'Step', 'register_step', 'step_groups', 'step_tag',
            'step_done', 'run_step', 'run_chain', 'setup_run', 'run_from_config', 'model_for', 'nd_augment',
            'supervised_kwargs', 'loss_kwargs', 'data_step', 'poison_step', 'no_defense_step', 'ssl_backbone',
-           'attacker_ssl_step', 'stage1_step', 'stage2_step', 'stage3_step', 'time_paper_epoch']
+           'attacker_ssl_step', 'stage1_step', 'stage2_step', 'stage3_step', 'local_step', 'shrinkpad_step', 'nc_step',
+           'nad_step', 'dpsgd_at', 'dpsgd_step', 'nd_features', 'ss_step', 'ac_step', 'time_paper_epoch']
 
 # %% ../nbs/14_pipeline.ipynb #c005
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class Defense:
     needs_clean_data: bool = False
 
 DEFENSES = {'no_defense': Defense('No Defense', 'no_defense'),
+            'nc': Defense('NC', 'nc', needs_clean_data=True),
+            'nad': Defense('NAD', 'nad', needs_clean_data=True),
+            'dpsgd': Defense('DPSGD', 'dpsgd'),
+            'shrinkpad': Defense('ShrinkPad', 'shrinkpad'),
             'dbd': Defense('DBD', 'stage3')}
 
 CHOICES = dict(dataset=DATASETS, attack=ATTACKS, model=('auto', *MODELS), patch_loc=PATCH_LOCS, poison_rule=POISON_RULES,
@@ -201,10 +209,15 @@ def poison_step(run: Run):
         ctx = dict(model=run_step(run, 'attacker_ssl')[0], mean=mean, std=std, progress=run.progress)
     elif kind == 'supervised':
         sur = model_for(cfg, len(train.classes))
-        train_supervised(sur, train.x, train.y, device=run.device, ckpt_path=run.ckpt('surrogate.pt'),
-                         tag=config_hash(cfg, keys_for('data', 'model', 'supervised', 'attack_compute')),
-                         progress=run.progress, desc='LC surrogate', **supervised_kwargs(cfg, cfg.lc_surrogate_epochs or cfg.epochs))
         mean, std = run.norm
+        adv = None
+        if cfg.lc_surrogate == 'adversarial':          # PGD adversarial training (Madry et al.), a fresh random start per step
+            adv = lambda m, xb, yb, step: pgd_linf(m, xb, yb, cfg.lc_adv_eps, cfg.lc_adv_steps, cfg.lc_adv_step_size, mean, std,
+                                                   batch_size=len(xb), seed=cfg.seed * 1_000_003 + step)
+        train_supervised(sur, train.x, train.y, device=run.device, ckpt_path=run.ckpt('surrogate.pt'),
+                         tag=config_hash(cfg, keys_for('data', 'model', 'supervised', 'attack_compute')), adversary=adv,
+                         progress=run.progress, desc=f'LC surrogate ({cfg.lc_surrogate})',
+                         **supervised_kwargs(cfg, cfg.lc_surrogate_epochs or cfg.epochs))
         ctx = dict(model=sur.eval(), mean=mean, std=std)
     data = poison_dataset(attack, train.x, train.y, test.x, test.y, cfg.target_label, cfg.poisoning_rate, cfg.seed,
                           cfg.poison_rule, **ctx)
@@ -358,6 +371,143 @@ def stage3_step(run: Run):
                hardware=hardware_string())
     run.record('dbd', res)
     return model, res, hist
+
+# %% ../nbs/14_pipeline.ipynb #d002
+def _record_defense(run: Run, key: str, model, data, train_s: float, **extra) -> dict:
+    "Evaluate `model` (BA, ASR, natural target rate, recalls), add its wall time and `extra`, record under `key`."
+    res = evaluate_backdoor(model, data, *run.norm, run.cfg.eval_batch_size)
+    res.update(train_s=round(train_s, 1), n_train=len(data.x_train), hardware=hardware_string(), **extra)
+    run.record(key, res)
+    return res
+
+@register_step('local', needs=('poison',), groups=('local',))
+def local_step(run: Run) -> torch.Tensor:
+    "Indices of the defender's local benign set (NC, NAD): `local_share` of the training set, clean samples, seeded."
+    idx = local_benign_index(run.products['poison'][0].is_poison, run.cfg.local_share, run.cfg.seed)
+    if is_main(): Path(run.rdir).mkdir(parents=True, exist_ok=True); save_index(idx, Path(run.rdir) / 'local_index.txt')
+    return idx
+
+@register_step('shrinkpad', needs=('no_defense',), groups=('shrinkpad',))
+def shrinkpad_step(run: Run):
+    "(No-Defense model, metrics) under ShrinkPad at test time."
+    cfg, (data, _), model = run.cfg, run.products['poison'], run.products['no_defense'][0]
+    g, t0 = torch.Generator().manual_seed(cfg.seed), time.time()
+    res = evaluate_under(model, data, lambda x: shrink_pad(x, cfg.shrinkpad_rate, g), *run.norm, cfg.eval_batch_size)
+    res.update(train_s=round(time.time() - t0, 1), shrink_rate=cfg.shrinkpad_rate, n_train=len(data.x_train), hardware=hardware_string())
+    run.record('shrinkpad', res)
+    return model, res
+
+@register_step('nc', needs=('no_defense', 'local'), groups=('nc',), ckpt='nc.pt')
+def nc_step(run: Run):
+    "(repaired model, metrics, reversed triggers): NC's reverse engineering per class, MAD detection, unlearning."
+    cfg, (data, _), nd, local = run.cfg, run.products['poison'], run.products['no_defense'][0], run.products['local']
+    (mean, std), tag, n_cls = run.norm, step_tag(cfg, 'nc'), nd.head.out_features
+    rpath = run.ckpt('nc_reverse.pt')
+    ck = load_checkpoint(rpath, tag)
+    rev = list(ck['rev']) if ck else []
+    t0 = time.time() - (ck['reverse_s'] if ck else 0.0)
+    for c in range(len(rev), n_cls):                    # resumable class by class
+        r = nc_reverse(nd, data.x_train[local], c, mean, std, epochs=cfg.nc_epochs, batch_size=cfg.nc_batch_size,
+                       lr=cfg.nc_lr, init_cost=cfg.nc_init_cost, patience=cfg.nc_patience, seed=cfg.seed + c)
+        rev.append(r)
+        if run.progress == 'lines':
+            print(f"NC [{cfg.attack}]: class {c}: mask L1 {r['l1']:.1f}, success {r['success']}%, {r['passes']} passes", flush=True)
+        if is_main(): atomic_torch_save(dict(rev=rev, reverse_s=time.time() - t0, tag=tag, done=len(rev) == n_cls), rpath)
+    reverse_s = time.time() - t0
+    l1 = torch.tensor([r['l1'] for r in rev])
+    anomaly = nc_anomaly(l1)
+    flagged = [c for c in range(n_cls) if anomaly[c] > 2]
+    model, t1 = copy.deepcopy(nd), time.time()
+    xu, yu = unlearning_set(data.x_train[local], data.y_train[local], [(rev[c]['mask'], rev[c]['pattern']) for c in flagged],
+                            cfg.nc_unlearn_share, cfg.seed)
+    hist = []
+    if flagged:
+        hist = train_supervised(model, xu, yu, device=run.device, ckpt_path=run.ckpt('nc.pt'), tag=tag, progress=run.progress,
+                                desc=f'NC unlearning [{cfg.attack}]', **dict(supervised_kwargs(cfg, cfg.nc_unlearn_epochs),
+                                lr=cfg.nc_unlearn_lr, schedule='multistep', milestones=()))
+    elif is_main():
+        atomic_torch_save(dict(model=model.state_dict(), history=[], tag=tag, done=True, epoch=0, epochs=0), run.ckpt('nc.pt'))
+    unlearn_s = sum(h['epoch_s'] for h in hist)
+    res = _record_defense(run, 'nc', model, data, reverse_s + unlearn_s, flagged=flagged, unlearned=bool(flagged),
+                          anomaly=[round(float(a), 3) for a in anomaly], mask_l1=[round(float(v), 2) for v in l1],
+                          success=[r['success'] for r in rev], reverse_s=round(reverse_s, 1), unlearn_s=round(unlearn_s, 1),
+                          n_local=len(local))
+    return model, res, rev
+
+@register_step('nad', needs=('no_defense', 'local'), groups=('nad',), ckpt='nad.pt')
+def nad_step(run: Run):
+    "(student model, metrics, history): NAD's teacher fine-tuned on the local set (lr eta), then attention distillation."
+    cfg, (data, _), nd, local = run.cfg, run.products['poison'], run.products['no_defense'][0], run.products['local']
+    (mean, std), tag = run.norm, step_tag(cfg, 'nad')
+    xl, yl = data.x_train[local], data.y_train[local]
+    teacher = copy.deepcopy(nd)
+    th = train_supervised(teacher, xl, yl, device=run.device, ckpt_path=run.ckpt('nad_teacher.pt'), tag=tag, progress=run.progress,
+                          desc=f'NAD teacher [{cfg.attack}]', **dict(supervised_kwargs(cfg, cfg.nad_teacher_epochs),
+                          lr=cfg.nad_lr, batch_size=cfg.nad_batch_size, weight_decay=1e-4, schedule='multistep', milestones=()))
+    tres = evaluate_backdoor(teacher, data, mean, std, cfg.eval_batch_size)
+    beta = paper_choice(NAD_BEST_BETA, cfg.nad_beta, cfg.dataset, cfg.attack, 'nad_beta')
+    student = copy.deepcopy(nd)
+    hist = nad_distill(student, teacher, xl, yl, beta=beta, mean=mean, std=std, p=cfg.nad_p, epochs=cfg.nad_epochs,
+                       lr=cfg.nad_student_lr, milestones=(2,), batch_size=cfg.nad_batch_size, augment=nd_augment(cfg),
+                       device=run.device, seed=cfg.seed, ckpt_path=run.ckpt('nad.pt'), tag=tag, eval_fn=_monitor(run, data),
+                       progress=run.progress, desc=f'NAD [{cfg.attack}]')
+    res = _record_defense(run, 'nad', student, data, sum(h['epoch_s'] for h in th + hist), beta=beta, teacher_ba=tres['ba'],
+                          teacher_asr=tres['asr'], n_local=len(local))
+    return student, res, hist
+
+def dpsgd_at(run: Run, noise: float, key: str = None):
+    """(model, metrics, history) of DP-SGD training from scratch at noise multiplier `noise` (checkpoint
+    `dpsgd_sigma<noise>.pt`), recorded under `key` (default `dpsgd_sigma<noise>`)."""
+    cfg, (data, _), (train, _) = run.cfg, run.products['poison'], run.products['data']
+    name = f'dpsgd_sigma{noise:g}'
+    tag = config_hash(cfg.replace(dpsgd_noise=noise), keys_for(*step_groups(cfg, 'dpsgd')))
+    torch.manual_seed(cfg.seed)
+    model = dp_compatible(model_for(cfg, len(train.classes)))
+    kw = supervised_kwargs(cfg); kw.pop('compile_mode')
+    hist = train_dpsgd(model, data.x_train, data.y_train, noise=noise, clip=cfg.dpsgd_clip, device=run.device,
+                       ckpt_path=run.ckpt(f'{name}.pt'), tag=tag, eval_fn=_monitor(run, data), progress=run.progress,
+                       desc=f'DP-SGD sigma {noise:g} [{cfg.attack}]', **kw)
+    res = _record_defense(run, key or name, model, data, sum(h['epoch_s'] for h in hist), noise=noise, clip=cfg.dpsgd_clip,
+                          epsilon=hist[-1]['epsilon'] if hist else None, delta=cfg.dpsgd_delta, epochs=cfg.epochs)
+    return model, res, hist
+
+@register_step('dpsgd', needs=('poison',), groups=('model', 'supervised', 'dpsgd'))
+def dpsgd_step(run: Run):
+    "DP-SGD at `dpsgd_noise` (None: the paper's best sigma for the dataset and attack), recorded under `dpsgd` too."
+    noise = paper_choice(DPSGD_BEST_NOISE, run.cfg.dpsgd_noise, run.cfg.dataset, run.cfg.attack, 'dpsgd_noise')
+    out = dpsgd_at(run, noise)
+    run.record('dpsgd', out[1])
+    return out
+
+# %% ../nbs/14_pipeline.ipynb #d004
+def _retrain_filtered(run: Run, key: str, keep: torch.Tensor, filter_s: float, **extra):
+    "(model, metrics): a fresh model trained by the supervised recipe on the samples `keep` marks, recorded under `key`."
+    cfg, (data, _), (train, _) = run.cfg, run.products['poison'], run.products['data']
+    torch.manual_seed(cfg.seed)
+    model = model_for(cfg, len(train.classes))
+    hist = train_supervised(model, data.x_train[keep], data.y_train[keep], device=run.device, ckpt_path=run.ckpt(f'{key}.pt'),
+                            tag=step_tag(cfg, key), progress=run.progress, desc=f'{key.upper()} retraining [{cfg.attack}]',
+                            save_every_s=cfg.ckpt_every_s, **supervised_kwargs(cfg))
+    return model, _record_defense(run, key, model, data, filter_s + sum(h['epoch_s'] for h in hist), filter_s=round(filter_s, 1), **extra)
+
+def nd_features(run: Run) -> torch.Tensor:
+    "Penultimate-layer features of the training set under the No-Defense model."
+    return predict(run.products['no_defense'][0], run.products['poison'][0].x_train, *run.norm, run.cfg.eval_batch_size, features=True)
+
+@register_step('ss', needs=('no_defense',), groups=('detect',), ckpt='ss.pt')
+def ss_step(run: Run):
+    "Spectral Signatures with eps = `ss_eps`, then retraining on the kept samples."
+    cfg, data, t0 = run.cfg, run.products['poison'][0], time.time()
+    keep = spectral_filter(nd_features(run), data.y_train, cfg.ss_eps)
+    return _retrain_filtered(run, 'ss', keep, time.time() - t0, eps=cfg.ss_eps,
+                             **filter_stats(keep, data.is_poison, data.y_train, cfg.target_label))
+
+@register_step('ac', needs=('no_defense',), groups=('detect',), ckpt='ac.pt')
+def ac_step(run: Run):
+    "Activation Clustering, then retraining on the kept samples."
+    cfg, data, t0 = run.cfg, run.products['poison'][0], time.time()
+    keep = activation_filter(nd_features(run), data.y_train, cfg.ac_dims, cfg.ac_size_threshold, cfg.seed)
+    return _retrain_filtered(run, 'ac', keep, time.time() - t0, **filter_stats(keep, data.is_poison, data.y_train, cfg.target_label))
 
 # %% ../nbs/14_pipeline.ipynb #c024
 def time_paper_epoch(n_train=50_000, batch_size=128, steps=3, device=None, image_size=32, model='resnet18_cifar',

@@ -18,7 +18,7 @@ from .pipeline import DEFENSES
 
 # %% auto #0
 __all__ = ['attack_title', 'defense_title', 'save_examples', 'gallery_figure', 'figure4', 'history_figure', 'load_reference',
-           'paper_cell', 'results_table', 'write_table', 'budget_table', 'budget_figure', 'table1_frame',
+           'paper_cell', 'results_table', 'write_table', 'budget_table', 'budget_figure', 'table1_frame', 'mark_best',
            'dbd_stage_table', 'table1', 'stale_notebooks', 'mark_stale']
 
 # %% ../nbs/15_report.ipynb #c004
@@ -118,13 +118,14 @@ def _commit(prov) -> str:
     "A metrics entry's commit ('+dirty' when the tree had changes), or 'unrecorded' for entries written before provenance."
     return commit_label(prov) if prov else 'unrecorded'
 
-def write_table(df: pd.DataFrame, folder, name, caption='', root=None) -> Path:
+def write_table(df: pd.DataFrame, folder, name, caption='', root=None, md: pd.DataFrame = None) -> Path:
     """Write `name`.csv and `name`.md (with the caption, which names profile, dataset, seed and hardware); given the
-    project `root`, the caption ends with the commit of the code writing the table."""
+    project `root`, the caption ends with the commit of the code writing the table. `md`: a formatted copy of `df` for
+    the Markdown file (e.g. with the best values marked)."""
     folder = Path(folder); df.to_csv(folder / f'{name}.csv', index=False)
     if root is not None:
         caption = f"{caption} Written by commit {commit_label(provenance(root))}.".strip()
-    (folder / f'{name}.md').write_text((f'{caption}\n\n' if caption else '') + df.to_markdown(index=False) + '\n')
+    (folder / f'{name}.md').write_text((f'{caption}\n\n' if caption else '') + (df if md is None else md).to_markdown(index=False) + '\n')
     return folder / f'{name}.md'
 
 # %% ../nbs/15_report.ipynb #c011
@@ -176,9 +177,22 @@ def table1_frame(long: pd.DataFrame, attacks) -> pd.DataFrame:
             if not len(r): continue
             r = r.iloc[0]; t = attack_title(a)
             row.update({f'{t} BA': r.BA, f'{t} BA (paper)': r.paper_BA, f'{t} ASR': r.ASR, f'{t} ASR (paper)': r.paper_ASR,
-                        f'{t} NTR': r.natural_target_rate, f'{t} TR': r.get('target_recall')})
+                        f'{t} NTR': r.natural_target_rate, f'{t} TR': r.get('target_recall'), f'{t} min': r.get('train_min')})
         rows.append(row)
     return pd.DataFrame(rows)
+
+def mark_best(t1: pd.DataFrame, baseline='No Defense') -> pd.DataFrame:
+    """A string copy of a wide Table 1 with the best defence per measured column in bold, as the paper marks it:
+    the highest BA and the lowest ASR among the defences (the undefended row is not a defence)."""
+    out = t1.astype(object).copy()
+    rows = t1.defense != baseline
+    for col in t1.columns:
+        if not (col.endswith(' BA') or col.endswith(' ASR')) or rows.sum() < 2: continue
+        vals = pd.to_numeric(t1.loc[rows, col], errors='coerce')
+        if vals.isna().all(): continue
+        best = vals.max() if col.endswith(' BA') else vals.min()
+        for i in vals.index[vals == best]: out.loc[i, col] = f'**{t1.loc[i, col]:g}**'
+    return out
 
 def dbd_stage_table(ds_dir, attacks) -> pd.DataFrame:
     "Per attack: stage-1 kNN accuracy and poisoned-neighbour share, stage-2 filtering counts, wall minutes per stage."
@@ -208,7 +222,9 @@ def table1(root, profile, dataset, attacks=None, out_dir=None, seed=0) -> pd.Dat
                 f'seed {seed}; hardware: {hw}; rows measured at commit {commits}. NTR: natural target rate. TR: recall of the '
                 'target class on clean test images (empty for runs made before it was recorded); a DBD row whose TR is more '
                 'than 10 points below No Defense\'s has suppressed the class rather than removed the backdoor, and counts '
-                'as a failure. "(paper)": the paper\'s full-recipe numbers.', root=root)
+                'as a failure. min: wall minutes of the defence (for a post-training defence, on top of the No-Defense '
+                'training it repairs). Bold: the best defence per measured column (highest BA, lowest ASR; No Defense is not '
+                'a defence). "(paper)": the paper\'s full-recipe numbers.', root=root, md=mark_best(t1))
     st = dbd_stage_table(ds, attacks)
     if len(st):
         write_table(st, ds, 'dbd_stages', f'DBD stages on {dataset}, profile {profile}, seed {seed}; hardware: {hw}; '

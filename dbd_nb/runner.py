@@ -25,9 +25,11 @@ __all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'PATH_PARAMS', 'step_par
 DEFAULT_CHAIN = 'demo'
 CHAINS = {'no_defense': ('01_attacks',), 'dbd': ('01_attacks', '02_stage1', '03_stage2', '04_stage3'),
           'revisit': ('00_revisit',), 'demo': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '00_revisit'),
-          'adaptive': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '07_adaptive')}   # with --attacks adaptive
+          'adaptive': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '07_adaptive'),   # with --attacks adaptive
+          'baselines': ('01_attacks', '05_baselines'),
+          'all': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '05_baselines', '00_revisit')}
 # parameters a notebook takes besides the run configuration (display settings); elsewhere they are unknown keys
-DISPLAY_PARAMS = {'00_revisit': ('revisit_attacks', 'perplexity', 'tsne_backend', 'interactive')}
+DISPLAY_PARAMS = {'00_revisit': ('revisit_attacks', 'perplexity', 'tsne_backend', 'interactive'), '05_baselines': ('dpsgd_sweep', 'detection')}
 _DISPLAY = {k for v in DISPLAY_PARAMS.values() for k in v}
 PATH_PARAMS = ('data_root', 'cache_dir', 'out_dir', 'class_list', 'badnets_trigger')
 

@@ -157,11 +157,12 @@ def run_epochs(epoch_fn, *, epochs, states: dict, generator=None, ckpt_path=None
 def train_supervised(model, x, y, *, epochs, mean, std, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4,
                      schedule='multistep', milestones=(100, 150), gamma=0.1, augment='crop_flip', device=None, seed=0,
                      sync_bn=False, compile_mode='none', ckpt_path=None, tag='', eval_fn=None, progress=True,
-                     stop_after=None, save_every_s=0.0, desc='train'):
+                     stop_after=None, save_every_s=0.0, desc='train', adversary=None):
     """Train `model` on uint8 images `x` and labels `y` with SGD; resumable from `ckpt_path`.
     `eval_fn(model) -> dict` runs after each epoch; `stop_after` ends early after that many epochs (tests).
     Under torchrun each rank trains on its slice of every global batch of `batch_size` (`sync_bn`: BatchNorm
-    statistics over the global batch)."""
+    statistics over the global batch). `adversary(model, x_uint8, y, step) -> x_uint8` replaces each augmented batch
+    before the update (adversarial training, e.g. PGD: the Label-Consistent attack's robust surrogate)."""
     check_divisible(batch_size, 'batch_size')
     world = rank_world()[1]
     device = device or torch.device('cpu')
@@ -180,7 +181,9 @@ def train_supervised(model, x, y, *, epochs, mean, std, batch_size=128, lr=0.1, 
                 pg['lr'] = lr_at(ep * spe + i, base_lr=lr, schedule=schedule, steps_per_epoch=spe, epochs=epochs,
                                  milestones=milestones, gamma=gamma)
             idx = perm[i * batch_size:(i + 1) * batch_size]
-            xb = as_input(normalize(shard(supervised_augment(x[idx], augment, generator=g)), mean, std)); yb = shard(y[idx])
+            xb, yb = shard(supervised_augment(x[idx], augment, generator=g)), shard(y[idx])
+            if adversary is not None: xb = adversary(model, xb, yb, ep * spe + i)
+            xb = as_input(normalize(xb, mean, std))
             with autocast(device):
                 out = net(xb); loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()

@@ -30,6 +30,10 @@ def test_paper_profile_is_the_recipe():
     assert [nd_augment(c.replace(attack=a)) for a in ('badnets', 'blended')] == ['zero_crop_flip', 'resized_crop_flip']
     # the authors' code where it goes beyond the paper (issue: fidelity, items c, d, h, i)
     assert (c.score_augment, c.mm_rampup_offset, c.mm_sampling, c.mm_reuse_optimizer, c.poison_rule) == (True, 10.0, 'walk', True, 'exact')
+    # item j: Turner et al.'s surrogate is adversarially trained (Madry et al.'s CIFAR setting), and so is ours here
+    assert (c.lc_surrogate, c.lc_adv_eps, c.lc_adv_steps, c.lc_adv_step_size) == ('adversarial', 8.0, 7, 2.0)
+    # the baselines' paper settings (Sec. 5.1-5.2, App. B.3, D, L)
+    assert (c.local_share, c.shrinkpad_rate, c.nad_lr, c.dpsgd_clip, c.nc_unlearn_share, c.ss_eps) == (0.05, 0.1, 0.01, 1.0, 0.2, 500)
     assert (c.ssl_epochs, c.ssl_schedule_epochs, c.ssl_batch_size, c.ssl_lr, c.ssl_temperature) == (100, 1000, 512, 0.4, 0.5)
     assert (c.mm_epochs, c.mm_iters, c.mm_lambda_u, c.filter_rate, c.s2_epochs) == (190, 1024, 15.0, 0.5, 10)
     i = resolve_config(dict(profile='paper', dataset='imagenet'), PARAMS)
