@@ -417,7 +417,7 @@ def nc_step(run: Run):
     l1 = torch.tensor([r['l1'] for r in rev])
     anomaly = nc_anomaly(l1)
     flagged = [c for c in range(n_cls) if anomaly[c] > 2]
-    model, t1 = copy.deepcopy(nd), time.time()
+    model = copy.deepcopy(nd)
     xu, yu = unlearning_set(data.x_train[local], data.y_train[local], [(rev[c]['mask'], rev[c]['pattern']) for c in flagged],
                             cfg.nc_unlearn_share, cfg.seed)
     hist = []
@@ -455,9 +455,9 @@ def nad_step(run: Run):
                           teacher_asr=tres['asr'], n_local=len(local))
     return student, res, hist
 
-def dpsgd_at(run: Run, noise: float, key: str = None):
+def dpsgd_at(run: Run, noise: float):
     """(model, metrics, history) of DP-SGD training from scratch at noise multiplier `noise` (checkpoint
-    `dpsgd_sigma<noise>.pt`), recorded under `key` (default `dpsgd_sigma<noise>`)."""
+    `dpsgd_sigma<noise>.pt`), recorded under `dpsgd_sigma<noise>`."""
     cfg, (data, _), (train, _) = run.cfg, run.products['poison'], run.products['data']
     name = f'dpsgd_sigma{noise:g}'
     tag = config_hash(cfg.replace(dpsgd_noise=noise), keys_for(*step_groups(cfg, 'dpsgd')))
@@ -467,7 +467,7 @@ def dpsgd_at(run: Run, noise: float, key: str = None):
     hist = train_dpsgd(model, data.x_train, data.y_train, noise=noise, clip=cfg.dpsgd_clip, device=run.device,
                        ckpt_path=run.ckpt(f'{name}.pt'), tag=tag, eval_fn=_monitor(run, data), progress=run.progress,
                        desc=f'DP-SGD sigma {noise:g} [{cfg.attack}]', **kw)
-    res = _record_defense(run, key or name, model, data, sum(h['epoch_s'] for h in hist), noise=noise, clip=cfg.dpsgd_clip,
+    res = _record_defense(run, name, model, data, sum(h['epoch_s'] for h in hist), noise=noise, clip=cfg.dpsgd_clip,
                           epsilon=hist[-1]['epsilon'] if hist else None, delta=cfg.dpsgd_delta, epochs=cfg.epochs)
     return model, res, hist
 
