@@ -15,7 +15,9 @@ __all__ = ['GROUPS', 'REGISTRY_FIELDS', 'RunConfig', 'keys_for', 'ConfigError', 
 
 # %% ../nbs/10_config.ipynb #c004
 GROUPS = ('run', 'data', 'model', 'threat', 'attack_compute', 'supervised', 'exec', 'monitor', 'stage1', 'stage2', 'stage3',
-          'local', 'nc', 'nad', 'dpsgd', 'shrinkpad', 'detect')
+          'local', 'nc', 'nad', 'dpsgd', 'shrinkpad', 'detect', 'filter', 'ablation', 'mocov2', 'byol', 'gce', 'apl')
+# groups named after a registry value ('mocov2', 'gce', ...) hold that entry's own hyper-parameters: a step tags them
+# only while the config selects the entry (`pipeline.register_step(variants=...)`)
 
 def _f(default, group: str, registry: str = None):
     "A `RunConfig` field with its group and, for names, the registry that lists the allowed values."
@@ -86,6 +88,7 @@ class RunConfig:
     eval_batch_size: int = _f(512, 'exec')
     progress: str = _f('bar', 'exec', 'progress')  # bar (tqdm, JupyterLab) | lines (one line per epoch; dbd-run) | none
     ckpt_every_s: float = _f(0.0, 'exec')        # at most one mid-run checkpoint per this many seconds (0: every epoch)
+    run_name: typing.Optional[str] = _f(None, 'exec')  # a sweep value's folder <attack>/sweeps/<run_name> (dbd-run --sweep); None: the attack's folder
     monitor_size: int = _f(1000, 'monitor')      # test images per set evaluated after every epoch (0 = final evaluation only)
     # --- DBD stage 1 (self-supervised backbone, Sec. 4.3, App. A/B.3/I)
     ssl_method: str = _f('simclr', 'stage1', 'ssl_method')
@@ -103,7 +106,7 @@ class RunConfig:
     sce_alpha: float = _f(0.1, 'stage2')         # alpha of Eq. 6: weight of the cross-entropy term
     sce_beta: float = _f(1.0, 'stage2')          # beta of Eq. 6: weight of the reverse cross-entropy term
     s2_bn_mode: str = _f('train', 'stage2', 'bn_mode')  # BatchNorm of the frozen backbone: 'train' (authors' code) or 'eval'
-    filter_rate: float = _f(0.5, 'stage2')       # the paper's alpha (Sec. 4.4): share of lowest-loss samples kept as labelled
+    filter_rate: float = _f(0.5, 'filter')       # the paper's alpha (Sec. 4.4): share of lowest-loss samples kept as labelled (the head does not depend on it)
     s2_compare: bool = _f(True, 'stage2')        # also train the other loss (CE/SCE, Figure 3) and the other BN mode, for comparison
     score_augment: bool = _f(True, 'stage2')     # rank samples (stage 2 filter, stage-3 splits) on crop + flip outputs in eval mode, as the authors' code
     # --- DBD stage 3 (semi-supervised fine-tuning, Sec. 4.5)
@@ -142,6 +145,21 @@ class RunConfig:
     ss_eps: int = _f(500, 'detect')              # Spectral Signatures' epsilon (bound on the poisoned count): 1.5 eps removed per class (App. L)
     ac_dims: int = _f(10, 'detect')              # Activation Clustering: ICA dimensions before 2-means
     ac_size_threshold: float = _f(0.35, 'detect')  # AC removes a class's smaller cluster when its share is at most this
+    # --- ablations (Sec. 5.3, App. H, M, N; nbs/06_ablations)
+    tune_epochs: int = _f(10, 'ablation')        # Table 3 'SS with SCE + Tuning': epochs of fine-tuning the head on the high-credible samples (stage 2's Adam recipe)
+    mocov2_queue: int = _f(32768, 'mocov2')      # MoCo-v2 (Chen et al. 2020b), solo-learn's CIFAR config: negatives kept in the queue
+    mocov2_temperature: float = _f(0.2, 'mocov2')
+    mocov2_momentum: float = _f(0.99, 'mocov2')  # EMA rate of the key encoder, raised on a cosine to mocov2_final_momentum
+    mocov2_final_momentum: float = _f(0.999, 'mocov2')
+    mocov2_hidden: int = _f(2048, 'mocov2')      # projection MLP hidden and output widths
+    mocov2_out: int = _f(256, 'mocov2')
+    byol_momentum: float = _f(0.99, 'byol')      # BYOL (Grill et al. 2020), solo-learn's CIFAR config: target EMA rate, cosine to byol_final_momentum
+    byol_final_momentum: float = _f(1.0, 'byol')
+    byol_hidden: int = _f(4096, 'byol')          # projector and predictor hidden width
+    byol_out: int = _f(256, 'byol')
+    gce_q: float = _f(0.7, 'gce')                # GCE (Zhang & Sabuncu 2018): L_q = (1 - p_y^q) / q, their default q
+    apl_alpha: float = _f(1.0, 'apl')            # APL NCE+RCE (Ma et al. 2020), their CIFAR-10 weights: alpha NCE + beta RCE
+    apl_beta: float = _f(1.0, 'apl')
 
     def replace(self, **kw): return dataclasses.replace(self, **kw)
 
@@ -220,6 +238,15 @@ def validate(cfg: RunConfig, choices: dict = None) -> RunConfig:
         if getattr(cfg, key) <= 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
     for key in ('nc_unlearn_epochs', 'nad_teacher_epochs', 'nad_epochs'):
         if getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
+    for key in ('tune_epochs', 'mocov2_queue', 'mocov2_hidden', 'mocov2_out', 'byol_hidden', 'byol_out'):
+        if getattr(cfg, key) <= 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
+    for key in ('mocov2_temperature', 'gce_q', 'apl_alpha', 'apl_beta'):
+        if not getattr(cfg, key) > 0: raise ConfigError(f"parameter '{key}': must be positive, got {getattr(cfg, key)}")
+    for key in ('mocov2_momentum', 'mocov2_final_momentum', 'byol_momentum', 'byol_final_momentum'):
+        if not 0 <= getattr(cfg, key) <= 1: raise ConfigError(f"parameter '{key}': must lie in [0, 1], got {getattr(cfg, key)}")
+    if cfg.gce_q > 1: raise ConfigError(f"parameter 'gce_q': must lie in (0, 1], got {cfg.gce_q}")
+    if cfg.run_name is not None and (not cfg.run_name or '/' in cfg.run_name or cfg.run_name.startswith('.')):
+        raise ConfigError(f"parameter 'run_name': {cfg.run_name!r} is not a folder name")
     for key in ('nad_beta', 'dpsgd_noise'):
         if getattr(cfg, key) is not None and getattr(cfg, key) < 0: raise ConfigError(f"parameter '{key}': must be >= 0, got {getattr(cfg, key)}")
     if not cfg.adaptive_lr > 0: raise ConfigError(f"parameter 'adaptive_lr': must be positive, got {cfg.adaptive_lr}")
@@ -306,10 +333,12 @@ def find_project_root(start=None) -> Path:
                       f"package at {pkg.parent} is not inside the project; run from the project (or papermill --cwd nbs)")
 
 def run_dir(cfg: RunConfig, root: Path, attack=True, create=True) -> Path:
-    "outputs/<profile>/<dataset>[/<attack>] for this config (created if missing, with `create`)."
+    """outputs/<profile>/<dataset>[/<attack>[/sweeps/<run_name>]] for this config (created if missing, with `create`);
+    a sweep value's folder only when `run_name` is set."""
     base = Path(cfg.out_dir) if cfg.out_dir else Path(root) / 'outputs'
     d = base / cfg.profile / cfg.dataset
     if attack: d = d / cfg.attack
+    if attack and cfg.run_name: d = d / 'sweeps' / cfg.run_name
     if create: d.mkdir(parents=True, exist_ok=True)
     return d
 

@@ -4,11 +4,11 @@
 
 # %% ../nbs/14_pipeline.ipynb #c003
 from __future__ import annotations
-import copy, time
+import copy, os, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
-from .config import RunConfig, resolve_config, find_project_root, run_dir, config_hash, keys_for
+from .config import GROUPS, RunConfig, resolve_config, find_project_root, run_dir, config_hash, keys_for
 from .dist import DEVICES, get_device, is_main, from_main
 from .store import (atomic_torch_save, load_checkpoint, is_finished, save_config, update_metrics, read_metrics,
                           save_index, provenance, hardware_string)
@@ -22,16 +22,19 @@ from .train import (SCHEDULES, COMPILE_MODES, PROGRESS_MODES, train_supervised, 
 from .stage1 import SSL_METHODS, train_ssl, knn_accuracy, poison_neighbour_fraction
 from .stage2 import LOSSES, BN_MODES, train_head, per_sample_loss, select_credible, filter_report
 from .stage3 import MM_SAMPLINGS, train_mixmatch
+from .ablations import MoCoV2, BYOL, gce_loss, apl_loss   # register MoCo-v2, BYOL, GCE, APL (App. M, N; nbs/06_ablations)
 from .defenses import (DPSGD_BEST_NOISE, NAD_BEST_BETA, paper_choice, local_benign_index, shrink_pad, evaluate_under,
                              nc_reverse, nc_anomaly, unlearning_set, nad_distill, dp_compatible, train_dpsgd, spectral_filter,
                              activation_filter, filter_stats)
 
 # %% auto #0
 __all__ = ['DEFENSES', 'CHOICES', 'STEPS', 'Defense', 'resolve', 'Run', 'Step', 'register_step', 'step_groups', 'step_tag',
-           'step_done', 'run_step', 'run_chain', 'setup_run', 'run_from_config', 'model_for', 'nd_augment',
-           'supervised_kwargs', 'loss_kwargs', 'data_step', 'poison_step', 'no_defense_step', 'ssl_backbone',
-           'attacker_ssl_step', 'stage1_step', 'stage2_step', 'stage3_step', 'local_step', 'shrinkpad_step', 'nc_step',
-           'nad_step', 'dpsgd_at', 'dpsgd_step', 'nd_features', 'ss_step', 'ac_step', 'time_paper_epoch']
+           'step_done', 'run_step', 'run_chain', 'setup_run', 'share_checkpoints', 'run_from_config', 'model_for',
+           'nd_augment', 'supervised_kwargs', 'entry_kwargs', 'loss_kwargs', 'data_step', 'poison_step',
+           'no_defense_step', 'ssl_backbone', 'attacker_ssl_step', 'stage1_step', 'dbd_stage2', 'stage2_step',
+           'dbd_stage3', 'stage3_step', 'local_step', 'shrinkpad_step', 'nc_step', 'nad_step', 'dpsgd_at', 'dpsgd_step',
+           'nd_features', 'ss_step', 'ac_step', 'nss_stage2_step', 'nss_stage3_step', 'ss_ablation_step',
+           'time_paper_epoch']
 
 # %% ../nbs/14_pipeline.ipynb #c005
 @dataclass(frozen=True)
@@ -86,18 +89,21 @@ class Step:
     groups: tuple = ()
     ckpt: str = None
     parallel: bool = False       # trains under torchrun when nproc > 1
+    variants: tuple = ()         # config fields naming a registry entry whose own group (e.g. 'mocov2') the step then depends on
 
 STEPS = {}
-def register_step(name, needs=(), groups=(), ckpt=None, parallel=False):
+def register_step(name, needs=(), groups=(), ckpt=None, parallel=False, variants=()):
     "Decorator: register `fn(run)` as the step `name`."
-    def deco(fn): STEPS[name] = Step(name, fn, tuple(needs), tuple(groups), ckpt, parallel); return fn
+    def deco(fn): STEPS[name] = Step(name, fn, tuple(needs), tuple(groups), ckpt, parallel, tuple(variants)); return fn
     return deco
 
 def step_groups(cfg: RunConfig, name: str) -> tuple:
-    "The config groups a step's product depends on: its own and every upstream step's, plus the attack's extras."
+    """The config groups a step's product depends on: its own and every upstream step's, the group of the registry
+    entry each of its `variants` fields selects (when that entry has one), plus the attack's extras."""
     step, out = STEPS[name], []
     for n in step.needs: out += step_groups(cfg, n)
     out += step.groups
+    out += tuple(getattr(cfg, f) for f in step.variants if getattr(cfg, f) in GROUPS)
     if name == 'poison': out += ATTACKS[cfg.attack].poison_groups(cfg)
     return tuple(dict.fromkeys(out))
 
@@ -140,7 +146,31 @@ def setup_run(nb_params: dict, cwd=None, attack_dir=True, progress=None) -> Run:
     rdir = run_dir(cfg, root, attack=attack_dir, create=False)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    return Run(cfg, root, rdir, get_device(cfg.device), cfg.progress if progress is None else progress)
+    run = Run(cfg, root, rdir, get_device(cfg.device), cfg.progress if progress is None else progress)
+    if cfg.run_name and attack_dir and is_main():
+        main_dir = run_dir(cfg.replace(run_name=None), root, create=False)
+        shared = share_checkpoints(run, [main_dir, *sorted(p for p in (main_dir / 'sweeps').glob('*') if p != rdir)])
+        if shared and run.progress == 'lines': print(f"[sweep] {cfg.run_name}: reusing {', '.join(shared)}", flush=True)
+    return run
+
+def share_checkpoints(run: Run, sources) -> list:
+    """Link (else copy) into `run`'s ckpt/ every finished step checkpoint found in the run folders `sources` whose tag
+    matches this config, unless the run has it already: a sweep value reuses every stage its parameter does not
+    touch. Returns the names of the steps shared."""
+    out = []
+    for name, step in STEPS.items():
+        if step.ckpt is None: continue
+        tag, dst = step_tag(run.cfg, name), run.ckpt(step.ckpt)
+        if is_finished(dst, tag): continue
+        src = next((Path(d) / 'ckpt' / step.ckpt for d in sources if is_finished(Path(d) / 'ckpt' / step.ckpt, tag)), None)
+        if src is None: continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f'.{dst.name}.link')
+        if tmp.exists(): tmp.unlink()
+        try: os.link(src, tmp)
+        except OSError: shutil.copy2(src, tmp)
+        os.replace(tmp, dst); out.append(name)
+    return out
 
 def run_from_config(cfg: RunConfig, root, rdir, device=None, progress=None) -> Run:
     "A `Run` for an already resolved config (the torchrun children, tests)."
@@ -162,9 +192,14 @@ def supervised_kwargs(cfg: RunConfig, epochs=None) -> dict:
                 weight_decay=cfg.weight_decay, schedule=cfg.lr_schedule, milestones=cfg.milestones, gamma=cfg.lr_gamma,
                 augment=nd_augment(cfg), mean=mean, std=std, seed=cfg.seed, compile_mode=cfg.compile)
 
-def loss_kwargs(cfg: RunConfig) -> dict:
-    "Keyword arguments of the stage-2 loss (alpha and beta of Eq. 6; CE ignores them)."
-    return dict(alpha=cfg.sce_alpha, beta=cfg.sce_beta)
+def entry_kwargs(cfg: RunConfig, name: str) -> dict:
+    "The hyper-parameters of registry entry `name` from its own config group (field `<name>_<key>` -> `key`); {} without one."
+    return {k[len(name) + 1:]: getattr(cfg, k) for k in keys_for(name)} if name in GROUPS else {}
+
+def loss_kwargs(cfg: RunConfig, loss: str = None) -> dict:
+    "Keyword arguments of the stage-2 loss `loss` (default `s2_loss`): alpha and beta of Eq. 6 for SCE, else its own group's."
+    loss = loss or cfg.s2_loss
+    return dict(alpha=cfg.sce_alpha, beta=cfg.sce_beta) if loss == 'sce' else entry_kwargs(cfg, loss)
 
 def _stage_inputs(run: Run, previous: str):
     "(config, poisoned data, the previous stage's model, (mean, std)) of a DBD stage."
@@ -259,12 +294,12 @@ def ssl_backbone(run: Run, x: torch.Tensor, seed: int, ckpt: str, tag: str, desc
     model = prepare_model(model_for(cfg, len(train.classes)), run.device)
     hist = train_ssl(model, x, epochs=cfg.ssl_epochs, schedule_epochs=cfg.ssl_schedule_epochs,
                      batch_size=cfg.ssl_batch_size, lr=cfg.ssl_lr, weight_decay=cfg.ssl_weight_decay, method=cfg.ssl_method,
-                     temperature=cfg.ssl_temperature, mean=mean, std=std, device=run.device, seed=seed,
+                     temperature=cfg.ssl_temperature, ssl_kw=entry_kwargs(cfg, cfg.ssl_method), mean=mean, std=std, device=run.device, seed=seed,
                      ckpt_path=run.ckpt(ckpt), compile_mode=cfg.compile, tag=tag, monitor=monitor, progress=run.progress,
                      desc=desc, save_every_s=cfg.ckpt_every_s)
     return model, hist
 
-@register_step('attacker_ssl', needs=('data',), groups=('model', 'stage1', 'attack_compute'), ckpt='attacker_ssl.pt')
+@register_step('attacker_ssl', needs=('data',), groups=('model', 'stage1', 'attack_compute'), ckpt='attacker_ssl.pt', variants=('ssl_method',))
 def attacker_ssl_step(run: Run):
     """(backbone model in eval mode, history): the adaptive attacker's own SimCLR backbone g (Sec. 5.4), trained by the
     stage-1 recipe on the *benign* training set with the attacker's seed `adaptive_seed`."""
@@ -273,7 +308,7 @@ def attacker_ssl_step(run: Run):
                                f'Attacker SimCLR [{cfg.attack}]')
     return model.eval(), hist
 
-@register_step('stage1', needs=('poison',), groups=('model', 'stage1'), ckpt='stage1.pt', parallel=True)
+@register_step('stage1', needs=('poison',), groups=('model', 'stage1'), ckpt='stage1.pt', parallel=True, variants=('ssl_method',))
 def stage1_step(run: Run):
     "(model with the trained backbone, metrics, history)."
     cfg, (data, _) = run.cfg, run.products['poison']
@@ -285,13 +320,13 @@ def stage1_step(run: Run):
         return dict(knn_acc=knn_accuracy(m, data.x_train[bank], data.y_true[bank], mon.x_test, mon.y_test, mean, std,
                                          batch_size=cfg.eval_batch_size))
     model, hist = ssl_backbone(run, data.x_train, cfg.seed, 'stage1.pt', step_tag(cfg, 'stage1'),
-                               f'Stage 1 SimCLR [{cfg.attack}]', monitor)
+                               f'Stage 1 {cfg.ssl_method} [{cfg.attack}]', monitor)
     if not is_main(): return model, {}, hist    # under torchrun the summary below is rank 0's job
     if not hist:   # ssl_epochs = 0: nothing trained, keep the random initialisation
         hist = [dict(epoch=0, ssl_loss=float('nan'), epoch_s=0.0, img_per_s=float('nan'), **monitor(model))]
     feats = predict(model, data.x_train, mean, std, cfg.eval_batch_size, features=True)
     train_s = sum(h['epoch_s'] for h in hist)
-    res = dict(epochs=cfg.ssl_epochs, knn_acc=round(hist[-1]['knn_acc'], 2), ssl_loss=round(hist[-1]['ssl_loss'], 4),
+    res = dict(method=cfg.ssl_method, epochs=cfg.ssl_epochs, knn_acc=round(hist[-1]['knn_acc'], 2), ssl_loss=round(hist[-1]['ssl_loss'], 4),
                poison_nn_frac=round(poison_neighbour_fraction(feats, data.is_poison), 4),
                poison_share=round(data.is_poison.float().mean().item(), 4), train_s=round(train_s, 1),
                img_per_s=round(len(data.x_train) * len(hist) / max(train_s, 1e-9), 1), hardware=hardware_string())
@@ -299,78 +334,95 @@ def stage1_step(run: Run):
     return model, res, hist
 
 # %% ../nbs/14_pipeline.ipynb #c018
-@register_step('stage2', needs=('stage1',), groups=('stage2',), ckpt='stage2.pt', parallel=True)
-def stage2_step(run: Run):
-    "(model with the trained head, high-credible mask, per-variant results)."
-    cfg, data, model, (mean, std) = _stage_inputs(run, 'stage1')
-    path, tag = run.ckpt('stage2.pt'), step_tag(cfg, 'stage2')
+def dbd_stage2(run: Run, upstream: str, name: str, compare: bool = None):
+    """(model with the trained head, high-credible mask, per-variant results) of stage 2 on a copy of the model of step
+    `upstream` (DBD: `stage1`; Table 3's 'DBD without SS': `no_defense`), cached as step `name`'s checkpoint. The
+    checkpoint holds the heads' per-sample losses, not the mask: the mask is re-cut here at `filter_rate`."""
+    cfg, data, (mean, std) = run.cfg, run.products['poison'][0], run.norm
+    model = copy.deepcopy(run.products[upstream][0])
+    path, tag, n_cls = run.ckpt(STEPS[name].ckpt), step_tag(cfg, name), model.head.out_features
+    compare = cfg.s2_compare if compare is None else compare
     ck = load_checkpoint(path, tag)
     if ck is not None:
-        model.load_state_dict(ck['model']); model = prepare_model(model, run.device)
-        return model, ck['mask'], ck['results']
-    n_cls = model.head.out_features
-    other_loss = 'ce' if cfg.s2_loss != 'ce' else 'sce'
-    other_bn = 'eval' if cfg.s2_bn_mode == 'train' else 'train'
-    variants = [(cfg.s2_loss, cfg.s2_bn_mode)] + ([(other_loss, cfg.s2_bn_mode), (cfg.s2_loss, other_bn)] if cfg.s2_compare else [])
-    base = copy.deepcopy(model).cpu().state_dict()
-    results, main_model, main_mask = {}, None, None
-    for loss, bn in variants:
-        m = copy.deepcopy(model); m.load_state_dict(base)
-        torch.manual_seed(cfg.seed); m.head.reset_parameters()
-        t0 = time.time()
-        hist, L, opt_state = train_head(m, data.x_train, data.y_train, loss=loss, loss_kw=loss_kwargs(cfg), epochs=cfg.s2_epochs,
-                                        batch_size=cfg.s2_batch_size, lr=cfg.s2_lr, bn_mode=bn, mean=mean, std=std,
-                                        device=run.device, seed=cfg.seed, progress=run.progress,
-                                        desc=f'Stage 2 {loss}/{bn} [{cfg.attack}]', return_optimizer=True)
-        gs = torch.Generator(device=run.device).manual_seed(cfg.seed + 1)
-        final = from_main(lambda: per_sample_loss(m, data.x_train.to(run.device), data.y_train, loss=loss, loss_kw=loss_kwargs(cfg),
-                                                  mean=mean, std=std, batch_size=cfg.eval_batch_size,
-                                                  augment=cfg.score_augment, generator=gs),
-                          torch.zeros(len(data.x_train)))
-        mask = select_credible(final, cfg.filter_rate)
-        ev = evaluate_backdoor(m, data, mean, std, cfg.eval_batch_size)
-        results[f'{loss}/{bn}'] = dict(loss=loss, bn_mode=bn, main=(loss, bn) == variants[0], history=hist,
-                                       train_loss=L.half(), final_loss=final, head_ba=ev['ba'], head_asr=ev['asr'],
-                                       train_s=round(time.time() - t0, 1), **filter_report(mask, data, n_cls))
-        if main_model is None: main_model, main_mask, main_opt = m, mask, opt_state
-    atomic_torch_save(dict(model=main_model.state_dict(), mask=main_mask, results=results, head_opt=main_opt, tag=tag, done=True), path)
-    save_index(main_mask.nonzero().flatten(), Path(run.rdir) / 'stage2_index.txt')
+        model.load_state_dict(ck['model']); main_model, results = prepare_model(model, run.device), ck['results']
+    else:
+        other_loss = 'ce' if cfg.s2_loss != 'ce' else 'sce'
+        other_bn = 'eval' if cfg.s2_bn_mode == 'train' else 'train'
+        variants = [(cfg.s2_loss, cfg.s2_bn_mode)] + ([(other_loss, cfg.s2_bn_mode), (cfg.s2_loss, other_bn)] if compare else [])
+        base = copy.deepcopy(model).cpu().state_dict()
+        results, main_model, main_opt = {}, None, None
+        for loss, bn in variants:
+            m = copy.deepcopy(model); m.load_state_dict(base)
+            torch.manual_seed(cfg.seed); m.head.reset_parameters()
+            t0 = time.time()
+            hist, L, opt_state = train_head(m, data.x_train, data.y_train, loss=loss, loss_kw=loss_kwargs(cfg, loss),
+                                            epochs=cfg.s2_epochs, batch_size=cfg.s2_batch_size, lr=cfg.s2_lr, bn_mode=bn, mean=mean,
+                                            std=std, device=run.device, seed=cfg.seed, progress=run.progress,
+                                            desc=f'Stage 2 {loss}/{bn} [{cfg.attack}]', return_optimizer=True)
+            gs = torch.Generator(device=run.device).manual_seed(cfg.seed + 1)
+            final = from_main(lambda: per_sample_loss(m, data.x_train.to(run.device), data.y_train, loss=loss,
+                                                      loss_kw=loss_kwargs(cfg, loss), mean=mean, std=std, batch_size=cfg.eval_batch_size,
+                                                      augment=cfg.score_augment, generator=gs),
+                              torch.zeros(len(data.x_train)))
+            ev = evaluate_backdoor(m, data, mean, std, cfg.eval_batch_size)
+            results[f'{loss}/{bn}'] = dict(loss=loss, bn_mode=bn, main=(loss, bn) == variants[0], history=hist,
+                                           train_loss=L.half(), final_loss=final, head_ba=ev['ba'], head_asr=ev['asr'],
+                                           train_s=round(time.time() - t0, 1))
+            if main_model is None: main_model, main_opt = m, opt_state
+        atomic_torch_save(dict(model=main_model.state_dict(), results=results, head_opt=main_opt, tag=tag, done=True), path)
+    for r in results.values(): r.update(filter_report(select_credible(r['final_loss'], cfg.filter_rate), data, n_cls))
     main = results[f'{cfg.s2_loss}/{cfg.s2_bn_mode}']
-    run.record('stage2', dict(
-        **{k: main[k] for k in ('loss', 'bn_mode', 'n_kept', 'n_poison', 'n_poison_kept', 'poison_kept_pct', 'kept_per_label',
-                                'head_ba', 'head_asr', 'train_s')},
-        img_per_s=round(sum(h['img_per_s'] for h in main['history']) / max(1, len(main['history'])), 1),
-        variants={k: {kk: v[kk] for kk in ('n_poison_kept', 'head_ba', 'head_asr', 'train_s')} for k, v in results.items()},
-        hardware=hardware_string()))
+    main_mask = select_credible(main['final_loss'], cfg.filter_rate)
+    if is_main():
+        Path(run.rdir).mkdir(parents=True, exist_ok=True)
+        save_index(main_mask.nonzero().flatten(), Path(run.rdir) / f'{name}_index.txt')
+        run.record(name, dict(
+            **{k: main[k] for k in ('loss', 'bn_mode', 'n_kept', 'n_poison', 'n_poison_kept', 'poison_kept_pct', 'kept_per_label',
+                                    'head_ba', 'head_asr', 'train_s')},
+            filter_rate=cfg.filter_rate, backbone=upstream,
+            img_per_s=round(sum(h['img_per_s'] for h in main['history']) / max(1, len(main['history'])), 1),
+            variants={k: {kk: v[kk] for kk in ('n_poison_kept', 'head_ba', 'head_asr', 'train_s')} for k, v in results.items()},
+            hardware=hardware_string()))
     return main_model, main_mask, results
 
+@register_step('stage2', needs=('stage1',), groups=('stage2',), ckpt='stage2.pt', parallel=True, variants=('s2_loss',))
+def stage2_step(run: Run):
+    "(model with the trained head, high-credible mask, per-variant results)."
+    return dbd_stage2(run, 'stage1', 'stage2')
+
 # %% ../nbs/14_pipeline.ipynb #c020
-@register_step('stage3', needs=('stage2',), groups=('stage3',), ckpt='stage3.pt', parallel=True)
-def stage3_step(run: Run):
-    "(defended model, DBD metrics, history)."
-    cfg, data, model, (mean, std) = _stage_inputs(run, 'stage2')
-    s2 = load_checkpoint(run.ckpt('stage2.pt'), step_tag(cfg, 'stage2')) if cfg.mm_reuse_optimizer else None
+def dbd_stage3(run: Run, upstream: str, name: str, key: str, stages=('stage1', 'stage2')):
+    """(defended model, metrics, history) of MixMatch fine-tuning (Sec. 4.5) of step `upstream`'s stage-2 model, in
+    place, cached as step `name`'s checkpoint and recorded under `key` with the wall time of each of `stages`."""
+    cfg, data, model, (mean, std) = _stage_inputs(run, upstream)
+    s2 = load_checkpoint(run.ckpt(STEPS[upstream].ckpt), step_tag(cfg, upstream)) if cfg.mm_reuse_optimizer else None
     hist = train_mixmatch(model, data.x_train, data.y_train, epochs=cfg.mm_epochs, iters=cfg.mm_iters,
                           batch_size=cfg.mm_batch_size, lr=cfg.mm_lr, T=cfg.mm_T, beta_shape=cfg.mm_beta_shape,
                           lambda_u=cfg.mm_lambda_u, rampup_epochs=cfg.mm_rampup_epochs, rampup_offset=cfg.mm_rampup_offset,
                           split_augment=cfg.score_augment, sampling=cfg.mm_sampling,
                           head_optimizer_state=s2.get('head_opt') if s2 else None, filter_rate=cfg.filter_rate,
                           split_loss=cfg.s2_loss, split_loss_kw=loss_kwargs(cfg), mean=mean, std=std, device=run.device,
-                          seed=cfg.seed, ckpt_path=run.ckpt('stage3.pt'), tag=step_tag(cfg, 'stage3'),
+                          seed=cfg.seed, ckpt_path=run.ckpt(STEPS[name].ckpt), tag=step_tag(cfg, name),
                           eval_fn=_monitor(run, data), is_poison=data.is_poison, progress=run.progress,
-                          desc=f'Stage 3 MixMatch [{cfg.attack}]', eval_batch_size=cfg.eval_batch_size, compile_mode=cfg.compile,
-                          save_every_s=cfg.ckpt_every_s)
+                          desc=f'Stage 3 MixMatch [{cfg.attack}{"" if name == "stage3" else ", " + key}]',
+                          eval_batch_size=cfg.eval_batch_size, compile_mode=cfg.compile, save_every_s=cfg.ckpt_every_s)
     if not is_main(): return model, {}, hist    # under torchrun the evaluation below is rank 0's job
     res = evaluate_backdoor(model, data, mean, std, cfg.eval_batch_size)
     m = read_metrics(run.rdir)
     s3 = sum(h['epoch_s'] for h in hist)
-    stage_s = dict(stage1=m.get('stage1', {}).get('train_s', 0.0), stage2=m.get('stage2', {}).get('train_s', 0.0), stage3=round(s3, 1))
+    stage_s = {**{k: m.get(k, {}).get('train_s', 0.0) for k in stages}, 'stage3': round(s3, 1)}
     res.update(train_s=round(sum(stage_s.values()), 1), stage_s=stage_s, mm_epochs=cfg.mm_epochs, mm_iters=cfg.mm_iters,
-               mm_img_per_s=round(sum(h['img_per_s'] for h in hist) / max(1, len(hist)), 1),
+               mm_img_per_s=round(sum(h['img_per_s'] for h in hist) / max(1, len(hist)), 1), filter_rate=cfg.filter_rate,
+               ssl_method=cfg.ssl_method, s2_loss=cfg.s2_loss,
                poison_labelled_last=hist[-1].get('poison_labelled') if hist else None, n_train=len(data.x_train),
                hardware=hardware_string())
-    run.record('dbd', res)
+    run.record(key, res)
     return model, res, hist
+
+@register_step('stage3', needs=('stage2',), groups=('stage3', 'filter'), ckpt='stage3.pt', parallel=True)
+def stage3_step(run: Run):
+    "(defended model, DBD metrics, history)."
+    return dbd_stage3(run, 'stage2', 'stage3', 'dbd')
 
 # %% ../nbs/14_pipeline.ipynb #d002
 def _record_defense(run: Run, key: str, model, data, train_s: float, **extra) -> dict:
@@ -508,6 +560,58 @@ def ac_step(run: Run):
     cfg, data, t0 = run.cfg, run.products['poison'][0], time.time()
     keep = activation_filter(nd_features(run), data.y_train, cfg.ac_dims, cfg.ac_size_threshold, cfg.seed)
     return _retrain_filtered(run, 'ac', keep, time.time() - t0, **filter_stats(keep, data.is_poison, data.y_train, cfg.target_label))
+
+# %% ../nbs/14_pipeline.ipynb #e002
+@register_step('nss_stage2', needs=('no_defense',), groups=('stage2',), ckpt='nss_stage2.pt', variants=('s2_loss',))
+def nss_stage2_step(run: Run):
+    "Stage 2 on the supervised No-Defense backbone (Table 3, 'DBD without SS')."
+    return dbd_stage2(run, 'no_defense', 'nss_stage2', compare=False)
+
+@register_step('nss_stage3', needs=('nss_stage2',), groups=('stage3', 'filter'), ckpt='nss_stage3.pt')
+def nss_stage3_step(run: Run):
+    "Stage 3 after `nss_stage2`: the 'DBD without SS' model, recorded under `dbd_without_ss`."
+    return dbd_stage3(run, 'nss_stage2', 'nss_stage3', 'dbd_without_ss', stages=('no_defense', 'nss_stage2'))
+
+@register_step('ss_ablation', needs=('stage2',), groups=('filter', 'ablation'), ckpt='ss_ablation.pt')
+def ss_ablation_step(run: Run) -> dict:
+    "{row: (model, metrics)} of Table 3's frozen-backbone rows (ss_with_ce, ss_with_sce, ss_with_sce_tuning), each recorded under its name."
+    cfg, data, (mean, std) = run.cfg, run.products['poison'][0], run.norm
+    path, tag = run.ckpt('ss_ablation.pt'), step_tag(cfg, 'ss_ablation')
+    s2 = load_checkpoint(run.ckpt('stage2.pt'), step_tag(cfg, 'stage2'))
+    backbone = copy.deepcopy(run.products['stage1'][0]).cpu().state_dict()
+    ck = load_checkpoint(path, tag) or {}
+    heads, secs = dict(ck.get('heads', {})), dict(ck.get('train_s', {}))
+    def fresh():
+        m = copy.deepcopy(run.products['stage1'][0]); m.load_state_dict(backbone); return m
+    def head(loss, x, y, m, epochs, key):
+        t0 = time.time()
+        train_head(m, x, y, loss=loss, loss_kw=loss_kwargs(cfg, loss), epochs=epochs, batch_size=cfg.s2_batch_size, lr=cfg.s2_lr,
+                   bn_mode=cfg.s2_bn_mode, mean=mean, std=std, device=run.device, seed=cfg.seed, progress=run.progress,
+                   desc=f'Table 3 {key} [{cfg.attack}]')
+        secs[key] = round(time.time() - t0, 1)
+        return m
+    models = {}
+    for key, loss in (('ss_with_ce', 'ce'), ('ss_with_sce', 'sce')):
+        m = fresh()
+        if key in heads: m.load_state_dict(heads[key])
+        elif loss == cfg.s2_loss:       # stage 2's own head
+            m.load_state_dict(s2['model']); secs[key] = s2['results'][f'{loss}/{cfg.s2_bn_mode}']['train_s']
+        else:
+            torch.manual_seed(cfg.seed); m.head.reset_parameters(); m = head(loss, data.x_train, data.y_train, m, cfg.s2_epochs, key)
+        models[key] = prepare_model(m, run.device)
+    m = copy.deepcopy(models['ss_with_sce'])
+    if 'ss_with_sce_tuning' in heads: m.load_state_dict(heads['ss_with_sce_tuning'])
+    else:
+        gs = torch.Generator(device=run.device).manual_seed(cfg.seed + 1)
+        keep = select_credible(per_sample_loss(m, data.x_train.to(run.device), data.y_train, loss='sce', loss_kw=loss_kwargs(cfg, 'sce'),
+                                               mean=mean, std=std, batch_size=cfg.eval_batch_size, augment=cfg.score_augment,
+                                               generator=gs), cfg.filter_rate)
+        m = head('sce', data.x_train[keep], data.y_train[keep], m, cfg.tune_epochs, 'ss_with_sce_tuning')
+        secs['ss_with_sce_tuning'] += secs['ss_with_sce']
+    models['ss_with_sce_tuning'] = m
+    if is_main():
+        atomic_torch_save(dict(heads={k: v.state_dict() for k, v in models.items()}, train_s=secs, tag=tag, done=True), path)
+    return {k: (v, _record_defense(run, k, v, data, secs[k], frozen_backbone='stage1')) for k, v in models.items()}
 
 # %% ../nbs/14_pipeline.ipynb #c024
 def time_paper_epoch(n_train=50_000, batch_size=128, steps=3, device=None, image_size=32, model='resnet18_cifar',

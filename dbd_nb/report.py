@@ -17,9 +17,10 @@ from .attacks import ATTACKS, table1_attacks
 from .pipeline import DEFENSES
 
 # %% auto #0
-__all__ = ['attack_title', 'defense_title', 'save_examples', 'gallery_figure', 'figure4', 'history_figure', 'load_reference',
-           'paper_cell', 'results_table', 'write_table', 'budget_table', 'budget_figure', 'table1_frame', 'mark_best',
-           'dbd_stage_table', 'table1', 'stale_notebooks', 'mark_stale']
+__all__ = ['TABLE3_ROWS', 'SWEEPS', 'attack_title', 'defense_title', 'save_examples', 'gallery_figure', 'figure4',
+           'history_figure', 'load_reference', 'paper_cell', 'results_table', 'write_table', 'budget_table',
+           'budget_figure', 'table1_frame', 'mark_best', 'dbd_stage_table', 'table1', 'table3', 'sweep_frame',
+           'sweep_figure', 'sweep_report', 'stale_notebooks', 'mark_stale']
 
 # %% ../nbs/15_report.ipynb #c004
 def attack_title(a: str) -> str:
@@ -231,6 +232,106 @@ def table1(root, profile, dataset, attacks=None, out_dir=None, seed=0) -> pd.Dat
                     f'rows measured at commit {commits}. s2_poison_kept: poisoned samples among the high-credible samples '
                     '(paper, BadNets: 8 of 25,000).', root=root)
     return t1
+
+# %% ../nbs/15_report.ipynb #t001
+TABLE3_ROWS = {'no_defense': 'No Defense', 'dbd_without_ss': 'DBD without SS', 'ss_with_ce': 'SS with CE',
+               'ss_with_sce': 'SS with SCE', 'ss_with_sce_tuning': 'SS with SCE + Tuning', 'dbd': 'DBD'}
+
+def table3(root, profile, dataset, attacks=None, out_dir=None, seed=0) -> pd.DataFrame:
+    "Write outputs/<profile>/<dataset>/table3.{csv,md} (the ablation of Sec. 5.3, paper's Table 3 beside); return it."
+    attacks = table1_attacks() if attacks is None else attacks
+    ds = (Path(out_dir) if out_dir else Path(root) / 'outputs') / profile / dataset
+    ref = load_reference(root)['table3'] if dataset == 'cifar10' else {}     # the paper's Table 3 is CIFAR-10's
+    long = results_table(ds, attacks, tuple(TABLE3_ROWS))
+    if not len(long): return long
+    pc = [ref.get(d, {}).get(a) for d, a in zip(long.defense, long.attack)]
+    long['paper_BA'], long['paper_ASR'] = [c[0] if c else None for c in pc], [c[1] if c else None for c in pc]
+    t3 = table1_frame(long, attacks)
+    t3['defense'] = [TABLE3_ROWS.get(d, d) for d in dict.fromkeys(long.defense)]
+    hw = '; '.join(dict.fromkeys(long.hardware.dropna()))
+    write_table(t3, ds, 'table3', f'Table 3 (ablation, Sec. 5.3) on {dataset}, profile {profile}, seed {seed}; hardware: {hw}; '
+                f'rows measured at commit {", ".join(dict.fromkeys(long.commit))}. DBD without SS: stages 2-3 on the '
+                'supervised No-Defense backbone. SS with CE / SCE: the stage-1 backbone frozen, a linear head trained on all '
+                'samples. + Tuning: that SCE head fine-tuned on its high-credible share only. NTR: natural target rate; TR: '
+                'target-class recall; min: wall minutes. "(paper)": the paper\'s Table 3 (Label-Consistent there: eps 32).',
+                root=root)
+    return t3
+
+# swept key -> (what it reproduces, reference table of params/reference/dbd_paper.yaml or None, value -> its key there)
+SWEEPS = {'filter_rate': ('Figure 6 (App. H.1): filtering rate alpha', None, None),
+          'poisoning_rate': ('Figure 7 (App. H.2): poisoning rate gamma', None, None),
+          'badnets_patch_loc': ('Table 21 (App. F): trigger location', 'table21_trigger_variants', str),
+          'badnets_patch_size': ('Table 21 (App. F): trigger size', 'table21_trigger_variants', lambda v: f'size{v}'),
+          'ssl_method': ('Table 25 (App. M): self-supervised method', 'table25_ssl_methods', str),
+          's2_loss': ('Table 26 (App. N): label-noise loss', 'table26_label_noise_losses', str)}
+
+def _sweep_ref(ref: dict, key: str, value, attack: str) -> dict:
+    "{'no_defense': [BA, ASR], 'dbd': [BA, ASR]} the paper reports for a swept value (entries it lacks are absent)."
+    _, table, to_key = SWEEPS.get(key, (None, None, None))
+    if table is None or ref is None or table not in ref: return {}
+    t, v = ref[table], to_key(value)
+    if 'dbd' in t: return {d: t[d][v] for d in ('no_defense', 'dbd') if v in t.get(d, {}) and attack == 'badnets'}
+    return {'dbd': t[v][attack]} if attack in t.get(v, {}) else {}
+
+def _value(v: str):
+    "A folder's value string as a number where it is one."
+    try: return yaml.safe_load(v)
+    except yaml.YAMLError: return v
+
+def sweep_frame(attack_dir, key: str, ref: dict = None) -> pd.DataFrame:
+    """One row per value of `key` swept under `attack_dir`/sweeps/ (the attack folder's own run is not a row: its other
+    settings may differ from the sweep's): No-Defense and DBD BA / ASR / natural target rate / target recall, stage-2 poisoned samples kept, wall minutes,
+    and the paper's numbers where `ref` has them."""
+    attack_dir = Path(attack_dir)
+    runs = {str(_value(p.name.split('=', 1)[1])): p for p in sorted((attack_dir / 'sweeps').glob(f'{key}=*'))}
+    rows = []
+    for v, d in runs.items():
+        p = d / 'metrics.json'
+        m = json.loads(p.read_text()) if p.exists() else {}
+        if not m: continue
+        nd, dbd, s2 = m.get('no_defense', {}), m.get('dbd', {}), m.get('stage2', {})
+        pr = _sweep_ref(ref, key, _value(v), attack_dir.name)
+        rows.append({key: _value(v), 'ND BA': nd.get('ba'), 'ND ASR': nd.get('asr'), 'ND NTR': nd.get('natural_target_rate'),
+                     'DBD BA': dbd.get('ba'), 'DBD ASR': dbd.get('asr'), 'DBD NTR': dbd.get('natural_target_rate'),
+                     'DBD TR': dbd.get('target_recall'), 'poison kept': s2.get('n_poison_kept'), 'n poison': s2.get('n_poison'),
+                     'n kept': s2.get('n_kept'), 'DBD min': round(dbd['train_s'] / 60, 1) if 'train_s' in dbd else None,
+                     'ND BA (paper)': pr.get('no_defense', [None])[0], 'ND ASR (paper)': pr.get('no_defense', [None, None])[1],
+                     'DBD BA (paper)': pr.get('dbd', [None])[0], 'DBD ASR (paper)': pr.get('dbd', [None, None])[1],
+                     'commit': _commit((dbd or nd).get('provenance')), 'hardware': (dbd or nd).get('hardware'),
+                     'folder': d.name})
+    df = pd.DataFrame(rows)
+    if len(df) and all(isinstance(v, (int, float)) for v in df[key]): df = df.sort_values(key).reset_index(drop=True)
+    return df
+
+def sweep_figure(df: pd.DataFrame, key: str, title='', path=None):
+    "BA and ASR of No Defense and DBD against the swept value (paper's as open markers), and poisoned samples kept by stage 2."
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+    x = np.arange(len(df))
+    for col, c, ls in (('ND BA', 'tab:gray', '-'), ('ND ASR', 'tab:gray', '--'), ('DBD BA', 'tab:blue', '-'), ('DBD ASR', 'tab:red', '--')):
+        y = pd.to_numeric(df[col], errors='coerce')
+        if y.notna().any(): ax[0].plot(x, y, ls, marker='o', color=c, label=col)
+        yp = pd.to_numeric(df.get(f'{col} (paper)'), errors='coerce')
+        if yp is not None and yp.notna().any(): ax[0].plot(x, yp, ls='none', marker='o', mfc='none', color=c, label=f'{col} (paper)')
+    ax[0].set_ylim(-2, 102); ax[0].set_ylabel('%'); ax[0].legend(fontsize=7, ncol=2)
+    kept = pd.to_numeric(df['poison kept'], errors='coerce')
+    ax[1].bar(x, kept.fillna(0), color='tab:red'); ax[1].set_ylabel('poisoned samples in the high-credible set')
+    for a in ax: a.set_xticks(x); a.set_xticklabels([str(v) for v in df[key]]); a.set_xlabel(key)
+    fig.suptitle(title, fontsize=8); fig.tight_layout()
+    if path: fig.savefig(path, dpi=120)
+    return fig
+
+def sweep_report(root, attack_dir, key: str, caption: str = ''):
+    "Write `attack_dir`/sweep_<key>.{csv,md,png} from `sweep_frame`; returns (frame, markdown path) or (empty frame, None)."
+    df = sweep_frame(attack_dir, key, load_reference(root) if Path(attack_dir).parent.name == 'cifar10' else None)   # appendix tables: CIFAR-10
+    if not len(df): return df, None
+    what = SWEEPS.get(key, (f'sweep over {key}',))[0]
+    cap = (f'{what}; attack {attack_dir.name}; {caption} hardware: {"; ".join(dict.fromkeys(df.hardware.dropna()))}; '
+           f'rows measured at commit {", ".join(dict.fromkeys(df.commit))}. ND: No Defense; NTR: natural target rate; TR: '
+           'target-class recall; poison kept: poisoned samples among the stage-2 high-credible samples; "(paper)": the '
+           'paper\'s numbers where an appendix table gives them (Figures 6 and 7 have none).')
+    md = write_table(df.drop(columns=['hardware']), attack_dir, f'sweep_{key}', cap, root=root)
+    sweep_figure(df, key, cap[:160], Path(attack_dir) / f'sweep_{key}.png'); plt.close('all')
+    return df, md
 
 # %% ../nbs/15_report.ipynb #s001
 def _cells(nb_path) -> list:

@@ -15,11 +15,13 @@ from .config import find_project_root, ConfigError, run_dir
 from .data import DATASETS, DataNotFound
 from .attacks import ATTACKS, table1_attacks
 from .pipeline import resolve
-from .report import results_table, write_table, figure4, load_reference, table1, mark_stale
+from .report import results_table, write_table, figure4, load_reference, table1, mark_stale, sweep_report
+from .config import GROUPS, keys_for
 
 # %% auto #0
-__all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'PATH_PARAMS', 'step_params', 'StepFailed', 'absolute_paths',
-           'declared_parameters', 'notebook_parameters', 'step_signature', 'run_step', 'summarise', 'main']
+__all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'PATH_PARAMS', 'step_params', 'parse_sweep', 'StepFailed',
+           'absolute_paths', 'declared_parameters', 'notebook_parameters', 'step_signature', 'run_step', 'summarise',
+           'main']
 
 # %% ../nbs/16_runner.ipynb #c004
 DEFAULT_CHAIN = 'demo'
@@ -27,6 +29,7 @@ CHAINS = {'no_defense': ('01_attacks',), 'dbd': ('01_attacks', '02_stage1', '03_
           'revisit': ('00_revisit',), 'demo': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '00_revisit'),
           'adaptive': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '07_adaptive'),   # with --attacks adaptive
           'baselines': ('01_attacks', '05_baselines'),
+          'ablations': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '06_ablations'),
           'all': ('01_attacks', '02_stage1', '03_stage2', '04_stage3', '05_baselines', '00_revisit')}
 # parameters a notebook takes besides the run configuration (display settings); elsewhere they are unknown keys
 DISPLAY_PARAMS = {'00_revisit': ('revisit_attacks', 'perplexity', 'tsne_backend', 'interactive'), '05_baselines': ('dpsgd_sweep', 'detection')}
@@ -37,6 +40,23 @@ def step_params(nb: str, params: dict) -> dict:
     "`params` without the display settings of other notebooks."
     own = DISPLAY_PARAMS.get(nb, ())
     return {k: v for k, v in params.items() if k in own or k not in _DISPLAY}
+
+_UNSWEPT = ('profile', 'dataset', 'attack', 'run_name')
+
+def parse_sweep(spec: str) -> tuple:
+    """`KEY=v1,v2,...` -> (KEY, [{KEY: v, 'run_name': 'KEY=v'}, ...]): values are YAML scalars; KEY must be a
+    `RunConfig` field that changes results (not an `exec` one, nor the run's identity)."""
+    if '=' not in spec: raise ConfigError(f'--sweep expects KEY=V1,V2,..., got {spec!r}')
+    key, vals = spec.split('=', 1)
+    key = key.strip()
+    allowed = set(keys_for(*[g for g in GROUPS if g != 'exec'])) - set(_UNSWEPT)
+    if key not in allowed:
+        raise ConfigError(f"--sweep: parameter '{key}' cannot be swept; sweepable: any RunConfig key outside the exec "
+                          f"group except {', '.join(_UNSWEPT)} (e.g. filter_rate, poisoning_rate, ssl_method, s2_loss)")
+    values = [_parse_value(v.strip(), key) for v in vals.split(',') if v.strip()]
+    if not values: raise ConfigError(f"--sweep {key}: no values given")
+    if len(set(map(str, values))) < len(values): raise ConfigError(f"--sweep {key}: a value is repeated")
+    return key, [{key: v, 'run_name': f'{key}={v}'} for v in values]
 
 class StepFailed(RuntimeError):
     "A notebook step raised; the message is one line: step, exception, failed notebook."
@@ -156,6 +176,8 @@ def main(argv=None):
     ap.add_argument('--chain', default=DEFAULT_CHAIN, help=f"named chain ({', '.join(CHAINS)}) or comma-separated notebook stems")
     ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help='extra parameter for every notebook')
     ap.add_argument('--params', type=Path, help='YAML file of extra parameters for every notebook')
+    ap.add_argument('--sweep', metavar='KEY=V1,V2,...', help="run the chain once per value of one RunConfig key, each in "
+                    "<attack>/sweeps/KEY=value/, reusing every checkpoint the key does not touch; writes <attack>/sweep_KEY.*")
     ap.add_argument('--force', action='store_true', help='redo finished steps')
     ap.add_argument('--root', type=Path, default=None, help='project root (default: found from the working directory)')
     a = ap.parse_args(argv)
@@ -185,13 +207,22 @@ def main(argv=None):
             if not (root / 'nbs' / f'{nb}.ipynb').exists(): raise ConfigError(f'unknown notebook {nb!r} in --chain')
         if '00_revisit' in chain: extra.setdefault('revisit_attacks', ','.join(attacks))
         base = dict(extra, profile=a.profile, dataset=a.dataset)
+        key, points = parse_sweep(a.sweep) if a.sweep else (None, [{}])
+        if key in extra: raise ConfigError(f"--sweep {key} and -p {key}: give one of them")
         for attack in attacks:                  # validate every step's parameters before the first kernel starts
-            resolve({k: v for k, v in dict(base, attack=attack).items() if k not in _DISPLAY}, root / 'params')
+            for pt in points:
+                resolve({k: v for k, v in dict(base, attack=attack, **pt).items() if k not in _DISPLAY}, root / 'params')
         for attack in attacks:
-            for nb in chain: run_step(nb, dict(base, attack=attack), root, a.force)
+            for pt in points:
+                for nb in chain: run_step(nb, dict(base, attack=attack, **pt), root, a.force)
     except (ConfigError, StepFailed, DataNotFound) as e:
         print(f'dbd-run: {e}', file=sys.stderr); return 2 if isinstance(e, ConfigError) else 1
     out_root = Path(extra['out_dir']) if extra.get('out_dir') else root / 'outputs'
+    if key is not None:
+        for attack in attacks:
+            cfg = resolve({k: v for k, v in dict(base, attack=attack).items() if k not in _DISPLAY}, root / 'params')
+            df, md = sweep_report(root, run_dir(cfg, root), key, f'profile {a.profile}, dataset {a.dataset}, seed {cfg.seed};')
+            if md is not None: print(md.read_text())
     df = summarise(root, a.profile, a.dataset, None, extra.get('out_dir'))
     if not extra.get('out_dir'): mark_stale(root)
     ds = out_root / a.profile / a.dataset

@@ -35,7 +35,9 @@ def register_ssl(name):
 
 @register_ssl('simclr')
 class SimCLR(nn.Module):
-    "Backbone + projection head; `loss(x1, x2)` is NT-Xent of the two views."
+    """Backbone + projection head; `loss(x1, x2)` is NT-Xent of the two views. Every method of the registry has
+    `after_step(frac)`, which the trainer calls after each optimiser step with the share of the schedule done
+    (methods with a momentum encoder update it there; SimCLR has nothing to do)."""
     def __init__(self, backbone: nn.Module, feat_dim: int, hidden=512, out=128, temperature=0.5):
         super().__init__()
         self.backbone, self.temperature = backbone, temperature
@@ -45,6 +47,7 @@ class SimCLR(nn.Module):
         z1, z2 = self.proj(self.backbone(torch.cat((x1, x2)))).chunk(2)
         return nt_xent(gather_cat(z1), gather_cat(z2), self.temperature)
     loss = forward
+    def after_step(self, frac: float): pass
 
 def make_ssl(name, backbone, feat_dim, **kw):
     if name not in SSL_METHODS: raise ValueError(f"unknown ssl_method {name!r}; allowed: {', '.join(SSL_METHODS)}")
@@ -62,15 +65,16 @@ def knn_accuracy(backbone_model, x_ref, y_ref, x_q, y_q, mean, std, k=20, batch_
 
 # %% ../nbs/02_stage1.ipynb #c012
 def train_ssl(model, x, *, epochs, schedule_epochs, mean, std, batch_size=512, lr=0.4, momentum=0.9, weight_decay=1e-4,
-              method='simclr', temperature=0.5, device=None, seed=0, compile_mode='none', ckpt_path=None, tag='',
+              method='simclr', temperature=0.5, ssl_kw=None, device=None, seed=0, compile_mode='none', ckpt_path=None, tag='',
               monitor=None, progress=True, stop_after=None, save_every_s=0.0, desc='SimCLR'):
-    """Self-supervised training (Eq. 1) of `model.backbone` on uint8 images `x` (labels never used).
+    """Self-supervised training (Eq. 1) of `model.backbone` on uint8 images `x` (labels never used) by the method
+    `method` of `SSL_METHODS`, built with `temperature` and `ssl_kw` (its own hyper-parameters, which override).
     `monitor(model) -> dict` runs after each epoch. Returns the per-epoch history. Under torchrun each rank embeds
     its slice of the global batch, BatchNorm is synchronised and the loss sees the negatives of all ranks."""
     world = rank_world()[1]
     device = device or torch.device('cpu')
     with torch.random.fork_rng(devices=[]):      # the projection head's initialisation depends on `seed` only
-        torch.manual_seed(seed); ssl = make_ssl(method, model.backbone, model.feat_dim, temperature=temperature)
+        torch.manual_seed(seed); ssl = make_ssl(method, model.backbone, model.feat_dim, **dict(dict(temperature=temperature), **(ssl_kw or {})))
     ssl, net = wrap_model(ssl, device, sync_bn=True, compile_mode=compile_mode); x = x.to(device)
     opt = torch.optim.SGD(ssl.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, **optimizer_kwargs(device))
     g = torch.Generator(device=device).manual_seed(seed)
@@ -89,6 +93,7 @@ def train_ssl(model, x, *, epochs, schedule_epochs, mean, std, batch_size=512, l
             v2 = as_input(normalize(shard(simclr_augment(xb, generator=g)), mean, std))
             with autocast(device): loss = net(v1, v2)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.detach()
+            ssl.after_step((ep * spe + i + 1) / (schedule_epochs * spe))
         sync(device); dt = time.time() - t0
         return dict(ssl_loss=(all_sum(tot) / world / spe).item(), lr=opt.param_groups[0]['lr'], epoch_s=dt, img_per_s=spe * bs / dt)
     return run_epochs(epoch, epochs=epochs, states=dict(ssl=ssl, opt=opt), generator=g, ckpt_path=ckpt_path, tag=tag,

@@ -7,7 +7,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[2] / 'dbd_nb'
 # bottom to top; a module may import project modules of a lower layer only (stage3 may also use stage2's ranking)
 LAYERS = {'config': 0, 'dist': 0, 'store': 1, 'data': 2, 'models': 2, 'augment': 3, 'attacks': 3, 'adaptive': 3.5, 'train': 4,
-          'stage1': 5, 'stage2': 5, 'defenses': 5, 'stage3': 6, 'pipeline': 7, 'launch': 8, 'report': 9, 'bench': 9, 'revisit': 9,
+          'stage1': 5, 'stage2': 5, 'defenses': 5, 'ablations': 5.5, 'stage3': 6, 'pipeline': 7, 'launch': 8, 'report': 9, 'bench': 9, 'revisit': 9,
           'runner': 10, 'gpu_check': 10}
 SKIP = {'__init__', '_modidx'}
 
