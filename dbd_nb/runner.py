@@ -19,9 +19,9 @@ from .report import results_table, write_table, figure4, load_reference, table1,
 from .config import GROUPS, keys_for
 
 # %% auto #0
-__all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'PATH_PARAMS', 'step_params', 'parse_sweep', 'StepFailed',
-           'absolute_paths', 'declared_parameters', 'notebook_parameters', 'step_signature', 'run_step', 'summarise',
-           'main']
+__all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'PATH_PARAMS', 'NONE_DEFAULTS', 'step_params', 'parse_sweep',
+           'same_as_base', 'StepFailed', 'absolute_paths', 'declared_parameters', 'notebook_parameters',
+           'step_signature', 'run_step', 'summarise', 'main']
 
 # %% ../nbs/16_runner.ipynb #c004
 DEFAULT_CHAIN = 'demo'
@@ -57,6 +57,16 @@ def parse_sweep(spec: str) -> tuple:
     if not values: raise ConfigError(f"--sweep {key}: no values given")
     if len(set(map(str, values))) < len(values): raise ConfigError(f"--sweep {key}: a value is repeated")
     return key, [{key: v, 'run_name': f'{key}={v}'} for v in values]
+
+# keys whose default None stands for a value that depends on the attack (the one place that says what None resolves to)
+NONE_DEFAULTS = {'poisoning_rate': lambda attack: ATTACKS[attack].default_rate}
+
+def same_as_base(pt: dict, key, base_value, attack: str) -> dict:
+    """Sweep point `pt` without its value of `key` where that equals the attack folder's effective value (`base_value`,
+    None resolved by `NONE_DEFAULTS`): the point then hashes like the attack folder and shares all its checkpoints."""
+    if key is None or key not in pt: return pt
+    eff = NONE_DEFAULTS[key](attack) if base_value is None and key in NONE_DEFAULTS else base_value
+    return {k: v for k, v in pt.items() if k != key} if pt[key] == eff else pt
 
 class StepFailed(RuntimeError):
     "A notebook step raised; the message is one line: step, exception, failed notebook."
@@ -209,11 +219,14 @@ def main(argv=None):
         base = dict(extra, profile=a.profile, dataset=a.dataset)
         key, points = parse_sweep(a.sweep) if a.sweep else (None, [{}])
         if key in extra: raise ConfigError(f"--sweep {key} and -p {key}: give one of them")
+        per_attack = {}
         for attack in attacks:                  # validate every step's parameters before the first kernel starts
-            for pt in points:
+            base_cfg = resolve({k: v for k, v in dict(base, attack=attack).items() if k not in _DISPLAY}, root / 'params')
+            per_attack[attack] = [same_as_base(pt, key, getattr(base_cfg, key, None), attack) for pt in points]
+            for pt in per_attack[attack]:
                 resolve({k: v for k, v in dict(base, attack=attack, **pt).items() if k not in _DISPLAY}, root / 'params')
         for attack in attacks:
-            for pt in points:
+            for pt in per_attack[attack]:
                 for nb in chain: run_step(nb, dict(base, attack=attack, **pt), root, a.force)
     except (ConfigError, StepFailed, DataNotFound) as e:
         print(f'dbd-run: {e}', file=sys.stderr); return 2 if isinstance(e, ConfigError) else 1
