@@ -17,10 +17,11 @@ from .attacks import ATTACKS, table1_attacks
 from .pipeline import DEFENSES
 
 # %% auto #0
-__all__ = ['TABLE3_ROWS', 'SWEEPS', 'attack_title', 'defense_title', 'save_examples', 'gallery_figure', 'figure4',
-           'history_figure', 'load_reference', 'paper_cell', 'results_table', 'write_table', 'budget_table',
-           'budget_figure', 'table1_frame', 'mark_best', 'dbd_stage_table', 'table1', 'table3', 'sweep_frame',
-           'sweep_figure', 'sweep_report', 'stale_notebooks', 'mark_stale']
+__all__ = ['TABLE3_ROWS', 'SWEEPS', 'TABLE2_KEYS', 'attack_title', 'defense_title', 'save_examples', 'gallery_figure', 'figure4',
+           'history_figure', 'load_reference', 'paper_cell', 'results_table', 'result_row', 'write_table',
+           'budget_table', 'budget_figure', 'table1_frame', 'mark_best', 'dbd_stage_table', 'table1', 'table3',
+           'folder_point', 'sweep_frame', 'sweep_figure', 'sweep_report', 'lc_runs', 'table2', 'stale_notebooks',
+           'mark_stale']
 
 # %% ../nbs/15_report.ipynb #c004
 def attack_title(a: str) -> str:
@@ -106,14 +107,16 @@ def results_table(ds_dir, attacks, defenses=('no_defense',), ref=None, lc_eps=16
             p = ds_dir / a / 'metrics.json'
             m = json.loads(p.read_text()).get(d) if p.exists() else None
             if m is None: continue
-            pc = paper_cell(ref, ds_dir.name, d, a, lc_eps) if ref else None
-            rows.append(dict(defense=d, attack=a, BA=m['ba'], ASR=m['asr'], natural_target_rate=m['natural_target_rate'],
-                             target_recall=m.get('target_recall'),
-                             backdoor_effect=m['backdoor_effect'], train_min=round(m.get('train_s', float('nan')) / 60, 1),
-                             paper_BA=pc[0] if pc else None, paper_ASR=pc[1] if pc else None,
-                             n_train=m.get('n_train'), hardware=m.get('hardware'),
-                             commit=_commit(m.get('provenance'))))
+            rows.append(result_row(m, d, a, paper_cell(ref, ds_dir.name, d, a, lc_eps) if ref else None))
     return pd.DataFrame(rows)
+
+def result_row(m: dict, defense: str, attack: str, paper=None) -> dict:
+    "One results-table row from a run's metrics entry `m` of `defense`, with the paper's [BA, ASR] `paper` (or None)."
+    return dict(defense=defense, attack=attack, BA=m['ba'], ASR=m['asr'], natural_target_rate=m['natural_target_rate'],
+                target_recall=m.get('target_recall'),
+                backdoor_effect=m['backdoor_effect'], train_min=round(m.get('train_s', float('nan')) / 60, 1),
+                paper_BA=paper[0] if paper else None, paper_ASR=paper[1] if paper else None,
+                n_train=m.get('n_train'), hardware=m.get('hardware'), commit=_commit(m.get('provenance')))
 
 def _commit(prov) -> str:
     "A metrics entry's commit ('+dirty' when the tree had changes), or 'unrecorded' for entries written before provenance."
@@ -278,12 +281,18 @@ def _value(v: str):
     try: return yaml.safe_load(v)
     except yaml.YAMLError: return v
 
+def folder_point(name: str) -> dict:
+    "A sweep folder's name `K1=v1[,K2=v2...]` as {K1: v1, ...} (values as numbers where they are); {} for other names."
+    parts = [kv.split('=', 1) for kv in name.split(',')]
+    return {k: _value(v) for k, v in parts} if all(len(kv) == 2 for kv in parts) else {}
+
 def sweep_frame(attack_dir, key: str, ref: dict = None) -> pd.DataFrame:
     """One row per value of `key` swept under `attack_dir`/sweeps/ (the attack folder's own run is not a row: its other
     settings may differ from the sweep's): No-Defense and DBD BA / ASR / natural target rate / target recall, stage-2 poisoned samples kept, wall minutes,
     and the paper's numbers where `ref` has them."""
     attack_dir = Path(attack_dir)
-    runs = {str(_value(p.name.split('=', 1)[1])): p for p in sorted((attack_dir / 'sweeps').glob(f'{key}=*'))}
+    runs = {str(_value(p.name.split('=', 1)[1])): p for p in sorted((attack_dir / 'sweeps').glob(f'{key}=*'))
+            if list(folder_point(p.name)) == [key]}        # not the grid folders K1=v1,K2=v2 of several keys
     rows = []
     for v, d in runs.items():
         p = d / 'metrics.json'
@@ -332,6 +341,46 @@ def sweep_report(root, attack_dir, key: str, caption: str = ''):
     md = write_table(df.drop(columns=['hardware']), attack_dir, f'sweep_{key}', cap, root=root)
     sweep_figure(df, key, cap[:160], Path(attack_dir) / f'sweep_{key}.png'); plt.close('all')
     return df, md
+
+# %% ../nbs/15_report.ipynb #t004
+TABLE2_KEYS = ('lc_eps', 'poisoning_rate')    # what Tables 2 and 20 vary
+
+def lc_runs(attack_dir) -> dict:
+    """{(eps, rate in %): folder} of the Label-Consistent runs under `attack_dir` with a metrics.json: the folder itself
+    and the sweep folders that vary nothing but `TABLE2_KEYS` (the attack folder wins a tie)."""
+    attack_dir = Path(attack_dir)
+    sweeps = [d for d in sorted((attack_dir / 'sweeps').glob('*=*')) if folder_point(d.name) and set(folder_point(d.name)) <= set(TABLE2_KEYS)]
+    out = {}
+    for d in [attack_dir, *sweeps]:
+        c, m = d / 'config.yaml', d / 'metrics.json'
+        if not (c.exists() and m.exists()): continue
+        cfg = yaml.safe_load(c.read_text())
+        rate = cfg.get('poisoning_rate') or ATTACKS['label_consistent'].default_rate
+        out.setdefault((float(cfg['lc_eps']), round(100 * rate, 2)), d)
+    return out
+
+def table2(root, profile, dataset, out_dir=None, seed=0) -> pd.DataFrame:
+    """Write outputs/<profile>/<dataset>/table2.{csv,md}: every defence against Label-Consistent at each (eps, rate) run
+    (`lc_runs`), the paper's Tables 2 and 20 beside on CIFAR-10, best defence per column in bold; return it (empty: no run)."""
+    ds = (Path(out_dir) if out_dir else Path(root) / 'outputs') / profile / dataset
+    runs = lc_runs(ds / 'label_consistent')
+    ref = load_reference(root).get('table2_and_20', {}) if dataset == 'cifar10' else {}
+    rows, points = [], []
+    for (eps, rate), d in sorted(runs.items(), key=lambda kv: (-kv[0][1], kv[0][0])):     # Table 2 (2.5%) first
+        m, point = json.loads((d / 'metrics.json').read_text()), f'eps {eps:g}, {rate:g}%'
+        points.append(point)
+        for dfn in DEFENSES:
+            if dfn in m: rows.append(result_row(m[dfn], dfn, point, ref.get(f'eps{eps:g}_rate{rate:g}', {}).get(dfn)))
+    long = pd.DataFrame(rows)
+    if not len(long): return long
+    t2 = table1_frame(long, points)
+    hw = '; '.join(dict.fromkeys(long.hardware.dropna()))
+    folders = ', '.join(f'{p}: {d.relative_to(ds)}' for p, d in zip(points, (runs[k] for k in sorted(runs, key=lambda k: (-k[1], k[0])))))
+    write_table(t2, ds, 'table2', f'Tables 2 and 20 (Label-Consistent, PGD budget eps in 1/255 and poisoning rate) on {dataset}, '
+                f'profile {profile}, seed {seed}; hardware: {hw}; rows measured at commit {", ".join(dict.fromkeys(long.commit))}. '
+                f'Run folders: {folders}. NTR: natural target rate; TR: target-class recall; min: wall minutes. Bold: the '
+                'best defence per measured column. "(paper)": Table 2 (2.5%) and Table 20 (0.6%).', root=root, md=mark_best(t2))
+    return t2
 
 # %% ../nbs/15_report.ipynb #s001
 def _cells(nb_path) -> list:

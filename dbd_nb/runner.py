@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_runner.ipynb #c003
 from __future__ import annotations
-import argparse, hashlib, json, os, sys, time
+import argparse, hashlib, itertools, json, os, sys, time
 from functools import lru_cache
 from pathlib import Path
 import yaml
@@ -15,12 +15,12 @@ from .config import find_project_root, ConfigError, run_dir
 from .data import DATASETS, DataNotFound
 from .attacks import ATTACKS, table1_attacks
 from .pipeline import resolve
-from .report import results_table, write_table, figure4, load_reference, table1, mark_stale, sweep_report
+from .report import results_table, write_table, figure4, load_reference, table1, table2, mark_stale, sweep_report
 from .config import GROUPS, keys_for
 
 # %% auto #0
 __all__ = ['DEFAULT_CHAIN', 'CHAINS', 'DISPLAY_PARAMS', 'PATH_PARAMS', 'NONE_DEFAULTS', 'step_params', 'parse_sweep',
-           'same_as_base', 'StepFailed', 'absolute_paths', 'declared_parameters', 'notebook_parameters',
+           'same_as_base', 'sweep_grid', 'StepFailed', 'absolute_paths', 'declared_parameters', 'notebook_parameters',
            'step_signature', 'run_step', 'summarise', 'main']
 
 # %% ../nbs/16_runner.ipynb #c004
@@ -67,6 +67,20 @@ def same_as_base(pt: dict, key, base_value, attack: str) -> dict:
     if key is None or key not in pt: return pt
     eff = NONE_DEFAULTS[key](attack) if base_value is None and key in NONE_DEFAULTS else base_value
     return {k: v for k, v in pt.items() if k != key} if pt[key] == eff else pt
+
+def sweep_grid(specs) -> tuple:
+    """Several `--sweep` specs -> (keys, points): every combination of their values, its folder `K1=v1,K2=v2`
+    (one spec: `parse_sweep`'s points; none: one point, the attack folder itself)."""
+    parsed = [parse_sweep(s) for s in specs or ()]
+    keys = [k for k, _ in parsed]
+    dup = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]
+    if dup: raise ConfigError(f"--sweep {dup[0]}: given twice; list all its values in one --sweep")
+    points = []
+    for combo in itertools.product(*[pts for _, pts in parsed]):
+        pt = {k: v for c in combo for k, v in c.items() if k != 'run_name'}
+        if combo: pt['run_name'] = ','.join(c['run_name'] for c in combo)
+        points.append(pt)
+    return keys, points
 
 class StepFailed(RuntimeError):
     "A notebook step raised; the message is one line: step, exception, failed notebook."
@@ -173,6 +187,7 @@ def summarise(root: Path, profile: str, dataset: str, attacks=None, out_dir=None
                     'Paper: Table 1 (and Table 2 for Label-Consistent, eps 16, rate 2.5%).', root=root)
     figure4(ds, attacks, ds / 'figure4_attacks.png', f'{dataset}, profile {profile}, seed {cfg.seed}')
     table1(root, profile, dataset, attacks, out_dir, cfg.seed)     # writes table1.* once a DBD run exists
+    table2(root, profile, dataset, out_dir, cfg.seed)              # Label-Consistent at each (eps, rate) run, once one exists
     return df
 
 # %% ../nbs/16_runner.ipynb #c007
@@ -186,8 +201,9 @@ def main(argv=None):
     ap.add_argument('--chain', default=DEFAULT_CHAIN, help=f"named chain ({', '.join(CHAINS)}) or comma-separated notebook stems")
     ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help='extra parameter for every notebook')
     ap.add_argument('--params', type=Path, help='YAML file of extra parameters for every notebook')
-    ap.add_argument('--sweep', metavar='KEY=V1,V2,...', help="run the chain once per value of one RunConfig key, each in "
-                    "<attack>/sweeps/KEY=value/, reusing every checkpoint the key does not touch; writes <attack>/sweep_KEY.*")
+    ap.add_argument('--sweep', action='append', default=[], metavar='KEY=V1,V2,...', help="run the chain once per value of "
+                    "one RunConfig key, each in <attack>/sweeps/KEY=value/, reusing every checkpoint the key does not touch; "
+                    "writes <attack>/sweep_KEY.*. Repeated: the grid of several keys, one folder K1=v1,K2=v2 per combination")
     ap.add_argument('--force', action='store_true', help='redo finished steps')
     ap.add_argument('--root', type=Path, default=None, help='project root (default: found from the working directory)')
     a = ap.parse_args(argv)
@@ -217,12 +233,16 @@ def main(argv=None):
             if not (root / 'nbs' / f'{nb}.ipynb').exists(): raise ConfigError(f'unknown notebook {nb!r} in --chain')
         if '00_revisit' in chain: extra.setdefault('revisit_attacks', ','.join(attacks))
         base = dict(extra, profile=a.profile, dataset=a.dataset)
-        key, points = parse_sweep(a.sweep) if a.sweep else (None, [{}])
-        if key in extra: raise ConfigError(f"--sweep {key} and -p {key}: give one of them")
+        keys, points = sweep_grid(a.sweep)
+        for key in keys:
+            if key in extra: raise ConfigError(f"--sweep {key} and -p {key}: give one of them")
         per_attack = {}
         for attack in attacks:                  # validate every step's parameters before the first kernel starts
             base_cfg = resolve({k: v for k, v in dict(base, attack=attack).items() if k not in _DISPLAY}, root / 'params')
-            per_attack[attack] = [same_as_base(pt, key, getattr(base_cfg, key, None), attack) for pt in points]
+            per_attack[attack] = []
+            for pt in points:
+                for key in keys: pt = same_as_base(pt, key, getattr(base_cfg, key, None), attack)
+                per_attack[attack].append(pt)
             for pt in per_attack[attack]:
                 resolve({k: v for k, v in dict(base, attack=attack, **pt).items() if k not in _DISPLAY}, root / 'params')
         for attack in attacks:
@@ -231,7 +251,8 @@ def main(argv=None):
     except (ConfigError, StepFailed, DataNotFound) as e:
         print(f'dbd-run: {e}', file=sys.stderr); return 2 if isinstance(e, ConfigError) else 1
     out_root = Path(extra['out_dir']) if extra.get('out_dir') else root / 'outputs'
-    if key is not None:
+    if len(keys) == 1:
+        key = keys[0]
         for attack in attacks:
             cfg = resolve({k: v for k, v in dict(base, attack=attack).items() if k not in _DISPLAY}, root / 'params')
             df, md = sweep_report(root, run_dir(cfg, root), key, f'profile {a.profile}, dataset {a.dataset}, seed {cfg.seed};')

@@ -62,3 +62,23 @@ def test_runner_sweep_writes_one_folder_per_value_and_the_table(tmp_path):
     bad = subprocess.run(['dbd-run', '--profile', 'smoke', '--dataset', 'synthetic', '--sweep', 'filter_rat=0.3',
                           '-p', f'out_dir={tmp_path}'], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "'filter_rat' cannot be swept" in bad.stderr, bad.stderr
+
+
+def test_runner_grid_sweep_fills_table2_and_a_point_equal_to_the_folder_reuses_it(tmp_path):
+    "Tables 2/20: two --sweep flags run their grid; the point equal to the attack folder's setting (None = 2.5%) shares it."
+    run = lambda *extra: subprocess.run(['dbd-run', '--profile', 'smoke', '--dataset', 'synthetic', '--attacks', 'label_consistent',
+                                         '--chain', '01_attacks', '-p', f'out_dir={tmp_path}', *extra],
+                                        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    r = run()
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run('--sweep', 'lc_eps=16,32', '--sweep', 'poisoning_rate=0.025')
+    assert r.returncode == 0, r.stderr[-3000:]
+    ad = tmp_path / 'smoke' / 'synthetic' / 'label_consistent'
+    assert {p.name for p in (ad / 'sweeps').iterdir()} == {'lc_eps=16,poisoning_rate=0.025', 'lc_eps=32,poisoning_rate=0.025'}
+    line = re.search(r'^\[sweep\] lc_eps=16,poisoning_rate=0\.025: reusing (.+)$', r.stdout, re.M)
+    assert line and {'poison', 'no_defense'} <= set(line.group(1).split(', ')), r.stdout[-4000:]
+    assert r.stdout.count('[no_defense] label_consistent: running') == 1, r.stdout[-4000:]      # eps 32 only
+    t2 = pd.read_csv(ad.parent / 'table2.csv')
+    assert list(t2.defense) == ['No Defense'] and t2['eps 16, 2.5% BA'].notna().all() and t2['eps 32, 2.5% BA'].notna().all(), t2
+    bad = run('--sweep', 'lc_eps=16', '--sweep', 'lc_eps=32')
+    assert bad.returncode == 2 and 'given twice' in bad.stderr, bad.stderr
