@@ -313,17 +313,19 @@ def sweep_frame(attack_dir, key: str, ref: dict = None) -> pd.DataFrame:
     return df
 
 def sweep_figure(df: pd.DataFrame, key: str, title='', path=None):
-    "BA and ASR of No Defense and DBD against the swept value (paper's as open markers), and poisoned samples kept by stage 2."
+    """BA, ASR and natural target rate (NTR, dotted: ASR at NTR means no backdoor) of No Defense and DBD against the swept
+    value (the paper's as open markers), and poisoned samples kept by stage 2."""
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
     x = np.arange(len(df))
-    for col, c, ls in (('ND BA', 'tab:gray', '-'), ('ND ASR', 'tab:gray', '--'), ('DBD BA', 'tab:blue', '-'), ('DBD ASR', 'tab:red', '--')):
+    for col, c, ls in (('ND BA', 'tab:gray', '-'), ('ND ASR', 'tab:gray', '--'), ('DBD BA', 'tab:blue', '-'), ('DBD ASR', 'tab:red', '--'),
+                       ('DBD NTR', 'tab:red', ':')):
         y = pd.to_numeric(df[col], errors='coerce')
         if y.notna().any(): ax[0].plot(x, y, ls, marker='o', color=c, label=col)
         yp = pd.to_numeric(df.get(f'{col} (paper)'), errors='coerce')
         if yp is not None and yp.notna().any(): ax[0].plot(x, yp, ls='none', marker='o', mfc='none', color=c, label=f'{col} (paper)')
     ax[0].set_ylim(-2, 102); ax[0].set_ylabel('%'); ax[0].legend(fontsize=7, ncol=2)
     kept = pd.to_numeric(df['poison kept'], errors='coerce')
-    ax[1].bar(x, kept.fillna(0), color='tab:red'); ax[1].set_ylabel('poisoned samples in the high-credible set')
+    ax[1].bar(x, kept.fillna(0), color='tab:red'); ax[1].set_ylabel('poisoned samples kept by stage 2')
     for a in ax: a.set_xticks(x); a.set_xticklabels([str(v) for v in df[key]]); a.set_xlabel(key)
     fig.suptitle(title, fontsize=8); fig.tight_layout()
     if path: fig.savefig(path, dpi=120)
