@@ -321,7 +321,7 @@ def sweep_figure(df: pd.DataFrame, key: str, title='', path=None):
                        ('DBD NTR', 'tab:red', ':')):
         y = pd.to_numeric(df[col], errors='coerce')
         if y.notna().any(): ax[0].plot(x, y, ls, marker='o', color=c, label=col)
-        yp = pd.to_numeric(df.get(f'{col} (paper)'), errors='coerce')
+        yp = pd.to_numeric(df[f'{col} (paper)'], errors='coerce') if f'{col} (paper)' in df else None
         if yp is not None and yp.notna().any(): ax[0].plot(x, yp, ls='none', marker='o', mfc='none', color=c, label=f'{col} (paper)')
     ax[0].set_ylim(-2, 102); ax[0].set_ylabel('%'); ax[0].legend(fontsize=7, ncol=2)
     kept = pd.to_numeric(df['poison kept'], errors='coerce')
