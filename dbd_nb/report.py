@@ -351,7 +351,7 @@ def lc_runs(attack_dir) -> dict:
     """{(eps, rate in %): folder} of the Label-Consistent runs under `attack_dir` with a metrics.json: the folder itself
     and the sweep folders that vary nothing but `TABLE2_KEYS` (the attack folder wins a tie)."""
     attack_dir = Path(attack_dir)
-    sweeps = [d for d in sorted((attack_dir / 'sweeps').glob('*=*')) if folder_point(d.name) and set(folder_point(d.name)) <= set(TABLE2_KEYS)]
+    sweeps = [d for d in sorted((attack_dir / 'sweeps').glob('*=*')) if (pt := folder_point(d.name)) and set(pt) <= set(TABLE2_KEYS)]
     out = {}
     for d in [attack_dir, *sweeps]:
         c, m = d / 'config.yaml', d / 'metrics.json'
@@ -367,20 +367,19 @@ def table2(root, profile, dataset, out_dir=None, seed=0) -> pd.DataFrame:
     ds = (Path(out_dir) if out_dir else Path(root) / 'outputs') / profile / dataset
     runs = lc_runs(ds / 'label_consistent')
     ref = load_reference(root).get('table2_and_20', {}) if dataset == 'cifar10' else {}
-    rows, points = [], []
+    rows, points, folders = [], [], []
     for (eps, rate), d in sorted(runs.items(), key=lambda kv: (-kv[0][1], kv[0][0])):     # Table 2 (2.5%) first
         m, point = json.loads((d / 'metrics.json').read_text()), f'eps {eps:g}, {rate:g}%'
-        points.append(point)
+        points.append(point); folders.append(f'{point}: {d.relative_to(ds)}')
         for dfn in DEFENSES:
             if dfn in m: rows.append(result_row(m[dfn], dfn, point, ref.get(f'eps{eps:g}_rate{rate:g}', {}).get(dfn)))
     long = pd.DataFrame(rows)
     if not len(long): return long
     t2 = table1_frame(long, points)
     hw = '; '.join(dict.fromkeys(long.hardware.dropna()))
-    folders = ', '.join(f'{p}: {d.relative_to(ds)}' for p, d in zip(points, (runs[k] for k in sorted(runs, key=lambda k: (-k[1], k[0])))))
     write_table(t2, ds, 'table2', f'Tables 2 and 20 (Label-Consistent, PGD budget eps in 1/255 and poisoning rate) on {dataset}, '
                 f'profile {profile}, seed {seed}; hardware: {hw}; rows measured at commit {", ".join(dict.fromkeys(long.commit))}. '
-                f'Run folders: {folders}. NTR: natural target rate; TR: target-class recall; min: wall minutes. Bold: the '
+                f'Run folders: {", ".join(folders)}. NTR: natural target rate; TR: target-class recall; min: wall minutes. Bold: the '
                 'best defence per measured column. "(paper)": Table 2 (2.5%) and Table 20 (0.6%).', root=root, md=mark_best(t2))
     return t2
 

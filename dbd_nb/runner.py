@@ -64,7 +64,7 @@ NONE_DEFAULTS = {'poisoning_rate': lambda attack: ATTACKS[attack].default_rate}
 def same_as_base(pt: dict, key, base_value, attack: str) -> dict:
     """Sweep point `pt` without its value of `key` where that equals the attack folder's effective value (`base_value`,
     None resolved by `NONE_DEFAULTS`): the point then hashes like the attack folder and shares all its checkpoints."""
-    if key is None or key not in pt: return pt
+    if key not in pt: return pt
     eff = NONE_DEFAULTS[key](attack) if base_value is None and key in NONE_DEFAULTS else base_value
     return {k: v for k, v in pt.items() if k != key} if pt[key] == eff else pt
 
