@@ -19,10 +19,12 @@ GROUPS = ('run', 'data', 'model', 'threat', 'attack_compute', 'supervised', 'exe
 # groups named after a registry value ('mocov2', 'gce', ...) hold that entry's own hyper-parameters: a step tags them
 # only while the config selects the entry (`pipeline.register_step(variants=...)`)
 
-def _f(default, group: str, registry: str = None):
-    "A `RunConfig` field with its group and, for names, the registry that lists the allowed values."
+def _f(default, group: str, registry: str = None, added: bool = False):
+    """A `RunConfig` field with its group and, for names, the registry that lists the allowed values. `added`: a key
+    added after checkpoints existed; it enters the hashes only when set away from its default, so that adding it
+    leaves every finished stage reusable."""
     assert group in GROUPS, group
-    return field(default=default, metadata=dict(group=group, registry=registry))
+    return field(default=default, metadata=dict(group=group, registry=registry, added=added))
 
 # %% ../nbs/10_config.ipynb #c005
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class RunConfig:
     sce_beta: float = _f(1.0, 'stage2')          # beta of Eq. 6: weight of the reverse cross-entropy term
     s2_bn_mode: str = _f('train', 'stage2', 'bn_mode')  # BatchNorm of the frozen backbone: 'train' (authors' code) or 'eval'
     filter_rate: float = _f(0.5, 'filter')       # the paper's alpha (Sec. 4.4): share of lowest-loss samples kept as labelled (the head does not depend on it)
+    filter_rule: str = _f('global', 'filter', 'filter_rule', added=True)  # over which groups the lowest losses are taken (stage2.SELECTION_RULES): global (the paper), per_label, balanced
     s2_compare: bool = _f(True, 'stage2')        # also train the other loss (CE/SCE, Figure 3) and the other BN mode, for comparison
     score_augment: bool = _f(True, 'stage2')     # rank samples (stage 2 filter, stage-3 splits) on crop + flip outputs in eval mode, as the authors' code
     # --- DBD stage 3 (semi-supervised fine-tuning, Sec. 4.5)
@@ -343,8 +346,9 @@ def run_dir(cfg: RunConfig, root: Path, attack=True, create=True) -> Path:
     return d
 
 def config_hash(cfg: RunConfig, keys=None) -> str:
-    "Short hash of the config (or of `keys` only), never of the `exec` group: a finished stage is reused only when it matches."
-    ignore = set(keys_for('exec'))
+    """Short hash of the config (or of `keys` only), never of the `exec` group nor of an `added` key at its default: a
+    finished stage is reused only when it matches."""
+    ignore = set(keys_for('exec')) | {f.name for f in fields(RunConfig) if f.metadata['added'] and getattr(cfg, f.name) == f.default}
     d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if (keys is None or k in keys) and k not in ignore}
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -20,7 +20,7 @@ from .adaptive import Adaptive     # registers the attack 'adaptive' (Sec. 5.4, 
 from .train import (SCHEDULES, COMPILE_MODES, PROGRESS_MODES, train_supervised, evaluate_backdoor, monitor_subset,
                           predict, prepare_model, autocast, as_input)
 from .stage1 import SSL_METHODS, train_ssl, knn_accuracy, poison_neighbour_fraction
-from .stage2 import LOSSES, BN_MODES, train_head, per_sample_loss, select_credible, filter_report
+from .stage2 import LOSSES, BN_MODES, SELECTION_RULES, train_head, per_sample_loss, select_credible, filter_report
 from .stage3 import MM_SAMPLINGS, train_mixmatch
 from .ablations import MoCoV2, BYOL, gce_loss, apl_loss   # register MoCo-v2, BYOL, GCE, APL (App. M, N; nbs/06_ablations)
 from .defenses import (DPSGD_BEST_NOISE, NAD_BEST_BETA, paper_choice, local_benign_index, shrink_pad, evaluate_under,
@@ -52,7 +52,7 @@ DEFENSES = {'no_defense': Defense('No Defense', 'no_defense'),
             'dbd': Defense('DBD', 'stage3')}
 
 CHOICES = dict(dataset=DATASETS, attack=ATTACKS, model=('auto', *MODELS), patch_loc=PATCH_LOCS, poison_rule=POISON_RULES,
-               mm_sampling=MM_SAMPLINGS,
+               mm_sampling=MM_SAMPLINGS, filter_rule=SELECTION_RULES,
                blended_trigger=BLENDED_TRIGGERS, lc_surrogate=LC_SURROGATES, lr_schedule=SCHEDULES, augment=('auto', *SUPERVISED_AUGMENTS),
                device=DEVICES, compile=COMPILE_MODES, progress=PROGRESS_MODES, ssl_method=SSL_METHODS, loss=LOSSES,
                bn_mode=BN_MODES)
@@ -337,7 +337,7 @@ def stage1_step(run: Run):
 def dbd_stage2(run: Run, upstream: str, name: str, compare: bool = None):
     """(model with the trained head, high-credible mask, per-variant results) of stage 2 on a copy of the model of step
     `upstream` (DBD: `stage1`; Table 3's 'DBD without SS': `no_defense`), cached as step `name`'s checkpoint. The
-    checkpoint holds the heads' per-sample losses, not the mask: the mask is re-cut here at `filter_rate`."""
+    checkpoint holds the heads' per-sample losses, not the mask: the mask is re-cut here at `filter_rate` by `filter_rule`."""
     cfg, data, (mean, std) = run.cfg, run.products['poison'][0], run.norm
     model = copy.deepcopy(run.products[upstream][0])
     path, tag, n_cls = run.ckpt(STEPS[name].ckpt), step_tag(cfg, name), model.head.out_features
@@ -370,16 +370,17 @@ def dbd_stage2(run: Run, upstream: str, name: str, compare: bool = None):
                                            train_s=round(time.time() - t0, 1))
             if main_model is None: main_model, main_opt = m, opt_state
         atomic_torch_save(dict(model=main_model.state_dict(), results=results, head_opt=main_opt, tag=tag, done=True), path)
-    for r in results.values(): r.update(filter_report(select_credible(r['final_loss'], cfg.filter_rate), data, n_cls))
+    cut = lambda losses: select_credible(losses, cfg.filter_rate, data.y_train, cfg.filter_rule)
+    for r in results.values(): r.update(filter_report(cut(r['final_loss']), data, n_cls))
     main = results[f'{cfg.s2_loss}/{cfg.s2_bn_mode}']
-    main_mask = select_credible(main['final_loss'], cfg.filter_rate)
+    main_mask = cut(main['final_loss'])
     if is_main():
         Path(run.rdir).mkdir(parents=True, exist_ok=True)
         save_index(main_mask.nonzero().flatten(), Path(run.rdir) / f'{name}_index.txt')
         run.record(name, dict(
             **{k: main[k] for k in ('loss', 'bn_mode', 'n_kept', 'n_poison', 'n_poison_kept', 'poison_kept_pct', 'kept_per_label',
                                     'head_ba', 'head_asr', 'train_s')},
-            filter_rate=cfg.filter_rate, backbone=upstream,
+            filter_rate=cfg.filter_rate, filter_rule=cfg.filter_rule, backbone=upstream,
             img_per_s=round(sum(h['img_per_s'] for h in main['history']) / max(1, len(main['history'])), 1),
             variants={k: {kk: v[kk] for kk in ('n_poison_kept', 'head_ba', 'head_asr', 'train_s')} for k, v in results.items()},
             hardware=hardware_string()))
@@ -401,6 +402,7 @@ def dbd_stage3(run: Run, upstream: str, name: str, key: str, stages=('stage1', '
                           lambda_u=cfg.mm_lambda_u, rampup_epochs=cfg.mm_rampup_epochs, rampup_offset=cfg.mm_rampup_offset,
                           split_augment=cfg.score_augment, sampling=cfg.mm_sampling,
                           head_optimizer_state=s2.get('head_opt') if s2 else None, filter_rate=cfg.filter_rate,
+                          filter_rule=cfg.filter_rule,
                           split_loss=cfg.s2_loss, split_loss_kw=loss_kwargs(cfg), mean=mean, std=std, device=run.device,
                           seed=cfg.seed, ckpt_path=run.ckpt(STEPS[name].ckpt), tag=step_tag(cfg, name),
                           eval_fn=_monitor(run, data), is_poison=data.is_poison, progress=run.progress,
@@ -413,6 +415,7 @@ def dbd_stage3(run: Run, upstream: str, name: str, key: str, stages=('stage1', '
     stage_s = {**{k: m.get(k, {}).get('train_s', 0.0) for k in stages}, 'stage3': round(s3, 1)}
     res.update(train_s=round(sum(stage_s.values()), 1), stage_s=stage_s, mm_epochs=cfg.mm_epochs, mm_iters=cfg.mm_iters,
                mm_img_per_s=round(sum(h['img_per_s'] for h in hist) / max(1, len(hist)), 1), filter_rate=cfg.filter_rate,
+               filter_rule=cfg.filter_rule,
                ssl_method=cfg.ssl_method, s2_loss=cfg.s2_loss,
                poison_labelled_last=hist[-1].get('poison_labelled') if hist else None, n_train=len(data.x_train),
                hardware=hardware_string())
@@ -605,7 +608,7 @@ def ss_ablation_step(run: Run) -> dict:
         gs = torch.Generator(device=run.device).manual_seed(cfg.seed + 1)
         keep = select_credible(per_sample_loss(m, data.x_train.to(run.device), data.y_train, loss='sce', loss_kw=loss_kwargs(cfg, 'sce'),
                                                mean=mean, std=std, batch_size=cfg.eval_batch_size, augment=cfg.score_augment,
-                                               generator=gs), cfg.filter_rate)
+                                               generator=gs), cfg.filter_rate, data.y_train, cfg.filter_rule)
         m = head('sce', data.x_train[keep], data.y_train[keep], m, cfg.tune_epochs, 'ss_with_sce_tuning')
         secs['ss_with_sce_tuning'] += secs['ss_with_sce']
     models['ss_with_sce_tuning'] = m

@@ -266,7 +266,8 @@ SWEEPS = {'filter_rate': ('Figure 6 (App. H.1): filtering rate alpha', None, Non
           'badnets_patch_loc': ('Table 21 (App. F): trigger location', 'table21_trigger_variants', str),
           'badnets_patch_size': ('Table 21 (App. F): trigger size', 'table21_trigger_variants', lambda v: f'size{v}'),
           'ssl_method': ('Table 25 (App. M): self-supervised method', 'table25_ssl_methods', str),
-          's2_loss': ('Table 26 (App. N): label-noise loss', 'table26_label_noise_losses', str)}
+          's2_loss': ('Table 26 (App. N): label-noise loss', 'table26_label_noise_losses', str),
+          'filter_rule': ('Credible selection over all samples or per label (not in the paper; #16)', None, None)}
 
 def _sweep_ref(ref: dict, key: str, value, attack: str) -> dict:
     "{'no_defense': [BA, ASR], 'dbd': [BA, ASR]} the paper reports for a swept value (entries it lacks are absent)."

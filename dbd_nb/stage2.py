@@ -13,8 +13,8 @@ from .augment import weak_augment
 from .train import as_input, autocast, optimizer_kwargs, wrap_model, run_epochs, sync
 
 # %% auto #0
-__all__ = ['LOSSES', 'BN_MODES', 'register_loss', 'ce_loss', 'sce_loss', 'get_loss', 'train_head', 'per_sample_loss',
-           'select_credible', 'filter_report', 'figure3', 'variants_table']
+__all__ = ['LOSSES', 'BN_MODES', 'SELECTION_RULES', 'register_loss', 'ce_loss', 'sce_loss', 'get_loss', 'train_head',
+           'per_sample_loss', 'select_credible', 'filter_report', 'figure3', 'variants_table']
 
 # %% ../nbs/03_stage2.ipynb #c005
 LOSSES = {}
@@ -100,11 +100,33 @@ def per_sample_loss(model, x, y, *, mean, std, loss='sce', loss_kw=None, batch_s
     model.train(was)
     return torch.cat(out).cpu()
 
-def select_credible(losses: torch.Tensor, filter_rate: float) -> torch.Tensor:
-    "Boolean mask of the `filter_rate` share (the paper's alpha, Sec. 4.4) of samples with the lowest loss (ties broken by index)."
-    k = int(round(filter_rate * len(losses)))
+def _whole_set(labels, n, filter_rate):
+    "The paper's rule: one ranking over all samples."
+    return [(torch.arange(n), int(round(filter_rate * n)))]
+
+def _each_label(labels, n, filter_rate):
+    "The `filter_rate` share of each label's samples."
+    return [(i, int(round(filter_rate * len(i)))) for i in (torch.nonzero(labels == c).flatten() for c in labels.unique())]
+
+def _equal_count(labels, n, filter_rate):
+    "The same count from every label: `filter_rate` of a balanced label's size (all of a label's samples when it has fewer)."
+    groups = [torch.nonzero(labels == c).flatten() for c in labels.unique()]
+    q = int(round(filter_rate * n / len(groups)))
+    return [(i, min(q, len(i))) for i in groups]
+
+# rule name -> fn(labels, n, filter_rate) -> [(indices, how many of them to keep)]
+SELECTION_RULES = {'global': _whole_set, 'per_label': _each_label, 'balanced': _equal_count}
+
+def select_credible(losses: torch.Tensor, filter_rate: float, labels: torch.Tensor = None, rule: str = 'global') -> torch.Tensor:
+    """Boolean mask of the high-credible samples: the lowest-loss `filter_rate` share (the paper's alpha, Sec. 4.4;
+    ties broken by index). `rule` (a `SELECTION_RULES` name) says over which groups the lowest losses are taken:
+    'global' over all samples (the paper and the authors' code), 'per_label' the share of each label, 'balanced'
+    the same count from every label (needs `labels`)."""
+    if rule not in SELECTION_RULES: raise ValueError(f"unknown selection rule {rule!r}; allowed: {', '.join(SELECTION_RULES)}")
+    if labels is None and rule != 'global': raise ValueError(f"selection rule {rule!r} needs the labels")
     mask = torch.zeros(len(losses), dtype=torch.bool)
-    mask[torch.argsort(losses, stable=True)[:k]] = True
+    for idx, k in SELECTION_RULES[rule](labels, len(losses), filter_rate):
+        mask[idx[torch.argsort(losses[idx], stable=True)[:k]]] = True
     return mask
 
 # %% ../nbs/03_stage2.ipynb #c013

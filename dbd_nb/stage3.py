@@ -77,17 +77,18 @@ def _adam_with_head_state(opt, model, head_state):
     opt.load_state_dict(sd)
 
 def train_mixmatch(model, x, y, *, epochs, iters, mean, std, batch_size=64, lr=0.002, T=0.5, beta_shape=0.75,
-                   lambda_u=15.0, rampup_epochs=190, rampup_offset=0.0, K=2, filter_rate=0.5, split_loss='sce',
-                   split_loss_kw=None, split_augment=False, sampling='replace', head_optimizer_state=None, device=None,
-                   seed=0, ckpt_path=None, tag='', eval_fn=None, is_poison=None, progress=True, stop_after=None,
-                   save_every_s=0.0, desc='Stage 3 MixMatch', eval_batch_size=512, compile_mode='none'):
+                   lambda_u=15.0, rampup_epochs=190, rampup_offset=0.0, K=2, filter_rate=0.5, filter_rule='global',
+                   split_loss='sce', split_loss_kw=None, split_augment=False, sampling='replace',
+                   head_optimizer_state=None, device=None, seed=0, ckpt_path=None, tag='', eval_fn=None, is_poison=None,
+                   progress=True, stop_after=None, save_every_s=0.0, desc='Stage 3 MixMatch', eval_batch_size=512,
+                   compile_mode='none'):
     """Eq. 3 with the MixMatch loss (Eq. 7-9): fine-tune the whole `model` on uint8 images `x` with (possibly
-    poisoned) labels `y`; the labelled set is the `filter_rate` share of lowest `split_loss` samples, re-chosen each
-    epoch (on training-transform outputs with `split_augment`). MixUp weights come from Beta(`beta_shape`,
-    `beta_shape`); L_U's weight follows `lambda_u_at`. `sampling`: 'walk' draws each epoch's batches without
-    replacement (the authors' loaders), 'replace' with replacement. `head_optimizer_state`: stage 2's Adam state for
-    the head, continued here. `is_poison` (ground truth, analysis only) lets the history count poisoned samples in
-    the labelled set. Returns the per-epoch history.
+    poisoned) labels `y`; the labelled set is the `filter_rate` share of lowest `split_loss` samples (over the groups
+    `filter_rule` names, see `select_credible`), re-chosen each epoch (on training-transform outputs with
+    `split_augment`). MixUp weights come from Beta(`beta_shape`, `beta_shape`); L_U's weight follows `lambda_u_at`.
+    `sampling`: 'walk' draws each epoch's batches without replacement (the authors' loaders), 'replace' with
+    replacement. `head_optimizer_state`: stage 2's Adam state for the head, continued here. `is_poison` (ground
+    truth, analysis only) lets the history count poisoned samples in the labelled set. Returns the per-epoch history.
     Under torchrun: BatchNorm synchronised, the split computed on rank 0 and broadcast, each step's batch shared."""
     check_divisible(batch_size, 'mm_batch_size')
     world = rank_world()[1]
@@ -107,7 +108,7 @@ def train_mixmatch(model, x, y, *, epochs, iters, mean, std, batch_size=64, lr=0
         gs = torch.Generator(device=device).manual_seed(seed * 100_003 + ep + 1)     # the split's own, per epoch
         lab = from_main(lambda: select_credible(per_sample_loss(model, xd, y, loss=split_loss, loss_kw=split_loss_kw, mean=mean,
                                                                 std=std, batch_size=eval_batch_size, augment=split_augment,
-                                                                generator=gs), filter_rate),
+                                                                generator=gs), filter_rate, y.cpu(), filter_rule),
                         torch.zeros(len(x), dtype=torch.bool))
         li, ui = lab.nonzero().flatten().to(device), (~lab).nonzero().flatten().to(device)
         split_s = time.time() - t0
