@@ -104,13 +104,17 @@ def _whole_set(labels, n, filter_rate):
     "The paper's rule: one ranking over all samples."
     return [(torch.arange(n), int(round(filter_rate * n)))]
 
+def _by_label(labels) -> list:
+    "The sample indices of each label present."
+    return [torch.nonzero(labels == c).flatten() for c in labels.unique()]
+
 def _each_label(labels, n, filter_rate):
     "The `filter_rate` share of each label's samples."
-    return [(i, int(round(filter_rate * len(i)))) for i in (torch.nonzero(labels == c).flatten() for c in labels.unique())]
+    return [(i, int(round(filter_rate * len(i)))) for i in _by_label(labels)]
 
 def _equal_count(labels, n, filter_rate):
     "The same count from every label: `filter_rate` of a balanced label's size (all of a label's samples when it has fewer)."
-    groups = [torch.nonzero(labels == c).flatten() for c in labels.unique()]
+    groups = _by_label(labels)
     q = int(round(filter_rate * n / len(groups)))
     return [(i, min(q, len(i))) for i in groups]
 
