@@ -417,7 +417,8 @@ def dbd_stage3(run: Run, upstream: str, name: str, key: str, stages=('stage1', '
                mm_img_per_s=round(sum(h['img_per_s'] for h in hist) / max(1, len(hist)), 1), filter_rate=cfg.filter_rate,
                filter_rule=cfg.filter_rule,
                ssl_method=cfg.ssl_method, s2_loss=cfg.s2_loss,
-               poison_labelled_last=hist[-1].get('poison_labelled') if hist else None, n_train=len(data.x_train),
+               poison_labelled_last=hist[-1].get('poison_labelled') if hist else None,
+               labelled_per_label_last=hist[-1].get('labelled_per_label') if hist else None, n_train=len(data.x_train),
                hardware=hardware_string())
     run.record(key, res)
     return model, res, hist

@@ -14,14 +14,15 @@ import yaml
 import torch
 from .store import provenance, commit_label
 from .attacks import ATTACKS, table1_attacks
-from .pipeline import DEFENSES
+from .config import ConfigError, RunConfig, config_dict, config_from_dict
+from .pipeline import DEFENSES, step_tag
 
 # %% auto #0
 __all__ = ['TABLE3_ROWS', 'SWEEPS', 'TABLE2_KEYS', 'attack_title', 'defense_title', 'save_examples', 'gallery_figure', 'figure4',
            'history_figure', 'load_reference', 'paper_cell', 'results_table', 'result_row', 'write_table',
            'budget_table', 'budget_figure', 'table1_frame', 'mark_best', 'dbd_stage_table', 'table1', 'table3',
-           'folder_point', 'sweep_frame', 'sweep_figure', 'sweep_report', 'lc_runs', 'table2', 'stale_notebooks',
-           'mark_stale']
+           'folder_point', 'sweep_frame', 'sweep_figure', 'sweep_report', 'target_recall_frame', 'target_recall_report',
+           'lc_runs', 'table2', 'stale_notebooks', 'mark_stale']
 
 # %% ../nbs/15_report.ipynb #c004
 def attack_title(a: str) -> str:
@@ -289,7 +290,8 @@ def folder_point(name: str) -> dict:
 
 def sweep_frame(attack_dir, key: str, ref: dict = None) -> pd.DataFrame:
     """One row per value of `key` swept under `attack_dir`/sweeps/ (the attack folder's own run is not a row: its other
-    settings may differ from the sweep's): No-Defense and DBD BA / ASR / natural target rate / target recall, stage-2 poisoned samples kept, wall minutes,
+    settings may differ from the sweep's): No-Defense and DBD BA / ASR / natural target rate / target recall, stage-2 poisoned samples kept,
+    poisoned samples in stage 3's last labelled set, wall minutes,
     and the paper's numbers where `ref` has them."""
     attack_dir = Path(attack_dir)
     runs = {str(_value(p.name.split('=', 1)[1])): p for p in sorted((attack_dir / 'sweeps').glob(f'{key}=*'))
@@ -303,7 +305,8 @@ def sweep_frame(attack_dir, key: str, ref: dict = None) -> pd.DataFrame:
         pr = _sweep_ref(ref, key, _value(v), attack_dir.name)
         rows.append({key: _value(v), 'ND BA': nd.get('ba'), 'ND ASR': nd.get('asr'), 'ND NTR': nd.get('natural_target_rate'),
                      'DBD BA': dbd.get('ba'), 'DBD ASR': dbd.get('asr'), 'DBD NTR': dbd.get('natural_target_rate'),
-                     'DBD TR': dbd.get('target_recall'), 'poison kept': s2.get('n_poison_kept'), 'n poison': s2.get('n_poison'),
+                     'DBD TR': dbd.get('target_recall'), 'ND TR': nd.get('target_recall'),
+                     'poison kept': s2.get('n_poison_kept'), 'poison labelled': dbd.get('poison_labelled_last'), 'n poison': s2.get('n_poison'),
                      'n kept': s2.get('n_kept'), 'DBD min': round(dbd['train_s'] / 60, 1) if 'train_s' in dbd else None,
                      'ND BA (paper)': pr.get('no_defense', [None])[0], 'ND ASR (paper)': pr.get('no_defense', [None, None])[1],
                      'DBD BA (paper)': pr.get('dbd', [None])[0], 'DBD ASR (paper)': pr.get('dbd', [None, None])[1],
@@ -339,11 +342,74 @@ def sweep_report(root, attack_dir, key: str, caption: str = ''):
     what = SWEEPS.get(key, (f'sweep over {key}',))[0]
     cap = (f'{what}; attack {attack_dir.name}; {caption} hardware: {"; ".join(dict.fromkeys(df.hardware.dropna()))}; '
            f'rows measured at commit {", ".join(dict.fromkeys(df.commit))}. ND: No Defense; NTR: natural target rate; TR: '
-           'target-class recall; poison kept: poisoned samples among the stage-2 high-credible samples; "(paper)": the '
+           'target-class recall; poison kept: poisoned samples among the stage-2 high-credible samples; poison labelled: '
+           'poisoned samples in the labelled set of stage 3\'s last epoch; "(paper)": the '
            'paper\'s numbers where an appendix table gives them (Figures 6 and 7 have none).')
     md = write_table(df.drop(columns=['hardware']), attack_dir, f'sweep_{key}', cap, root=root)
     sweep_figure(df, key, cap[:160], Path(attack_dir) / f'sweep_{key}.png'); plt.close('all')
     return df, md
+
+# %% ../nbs/15_report.ipynb #r001
+def _poison_tag(folder):
+    "The poison step's hash of a run folder's config.yaml (None without one, or for a config this code cannot read)."
+    p = Path(folder) / 'config.yaml'
+    if not p.exists(): return None
+    try: return step_tag(config_from_dict(yaml.safe_load(p.read_text())), 'poison')
+    except (ConfigError, KeyError, TypeError, ValueError): return None
+
+def target_recall_frame(ds_dir) -> pd.DataFrame:
+    """One row per run folder under `ds_dir` (`<attack>/` and `<attack>/sweeps/*/`) whose metrics hold a DBD result
+    with its target recall and stage 3's last labelled set: DBD and No-Defense target recall (TR), their gap, DBD BA /
+    ASR / NTR, stage 2's poisoned samples kept, poisoned samples and target-label samples in stage 3's last labelled set.
+    A run reached from two folders (same DBD config hash, e.g. a sweep value equal to the attack's own) is one row; a
+    folder without a No-Defense result takes it from a folder with the same poisoned set (the poison step's hash)."""
+    paths = sorted(Path(ds_dir).glob('*/metrics.json')) + sorted(Path(ds_dir).glob('*/sweeps/*/metrics.json'))
+    ms = {p: json.loads(p.read_text()) for p in paths}
+    # a folder that ran only the DBD stages takes the No-Defense result trained on the same poisoned set
+    nd_of = {_poison_tag(p.parent): m['no_defense'] for p, m in ms.items() if m.get('no_defense', {}).get('target_recall') is not None}
+    nd_of.pop(None, None)
+    rows, seen = [], set()
+    for p, m in ms.items():
+        dbd, s2 = m.get('dbd', {}), m.get('stage2', {})
+        nd = m.get('no_defense') or nd_of.get(_poison_tag(p.parent), {})
+        if dbd.get('target_recall') is None or nd.get('target_recall') is None or dbd.get('poison_labelled_last') is None: continue
+        if dbd.get('config_hash') in seen: continue             # a sweep point that reused another folder's run
+        if dbd.get('config_hash'): seen.add(dbd['config_hash'])
+        attack = p.parent.name if p.parent.parent.name != 'sweeps' else p.parent.parent.parent.name
+        cfg = p.parent / 'config.yaml'
+        tgt = (yaml.safe_load(cfg.read_text()) or {}).get('target_label', 3) if cfg.exists() else 3
+        lpl = dbd.get('labelled_per_label_last')
+        rows.append({'attack': attack, 'folder': '' if p.parent.name == attack else p.parent.name,
+                     'filter_rule': dbd.get('filter_rule', 'global'), 'DBD BA': dbd.get('ba'), 'DBD ASR': dbd.get('asr'),
+                     'DBD NTR': dbd.get('natural_target_rate'), 'DBD TR': dbd['target_recall'], 'ND TR': nd['target_recall'],
+                     'TR gap': round(dbd['target_recall'] - nd['target_recall'], 2), 'poison kept': s2.get('n_poison_kept'),
+                     'poison labelled': dbd['poison_labelled_last'],
+                     'target labelled': lpl[tgt] if lpl is not None else None,
+                     'commit': _commit(dbd.get('provenance')), 'hardware': dbd.get('hardware')})
+    df = pd.DataFrame(rows)
+    return df.sort_values(['attack', 'folder']).reset_index(drop=True) if len(df) else df
+
+def target_recall_report(root, ds_dir, caption: str = ''):
+    """Write `ds_dir`/target_recall.{csv,md,png} from `target_recall_frame`, the caption naming the Spearman rank
+    correlation of DBD target recall with the poisoned samples left labelled, per selection rule; returns (frame, {rule: rho})."""
+    df = target_recall_frame(ds_dir)
+    if not len(df): return df, {}
+    rho = {r: round(float(g['DBD TR'].corr(g['poison labelled'], method='spearman')), 3)
+           for r, g in df.groupby('filter_rule') if len(g) >= 3}
+    cap = (f'DBD target recall against poisoned samples left in stage 3\'s labelled set; {caption} hardware: '
+           f'{"; ".join(dict.fromkeys(df.hardware.dropna()))}; rows measured at commit {", ".join(dict.fromkeys(df.commit))}. '
+           f'Spearman rho (DBD TR, poison labelled): {", ".join(f"{r} {v} (n={int((df.filter_rule == r).sum())})" for r, v in rho.items()) or "fewer than 3 runs per rule"}. '
+           'TR gap: DBD TR minus No Defense TR (over 10 points away counts as a failure in issue #16).')
+    write_table(df.drop(columns=['hardware']), ds_dir, 'target_recall', cap, root=root)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (r, g), mk in zip(df.groupby('filter_rule'), 'osD^v'):
+        ax.scatter(g['poison labelled'], g['TR gap'], marker=mk, label=r)
+    ax.axhspan(-10, 10, color='tab:green', alpha=0.12, lw=0); ax.axhline(0, color='gray', lw=0.8)
+    ax.set_xscale('symlog', linthresh=10); ax.set_xlabel("poisoned samples in stage 3's last labelled set")
+    ax.set_ylabel('DBD TR - No Defense TR (points)'); ax.legend(fontsize=8, title='filter_rule', title_fontsize=8)
+    fig.suptitle(textwrap.shorten(cap, 150), fontsize=7); fig.tight_layout(); fig.savefig(Path(ds_dir) / 'target_recall.png', dpi=120)
+    plt.close(fig)
+    return df, rho
 
 # %% ../nbs/15_report.ipynb #t004
 TABLE2_KEYS = ('lc_eps', 'poisoning_rate')    # what Tables 2 and 20 vary

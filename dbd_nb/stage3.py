@@ -88,7 +88,8 @@ def train_mixmatch(model, x, y, *, epochs, iters, mean, std, batch_size=64, lr=0
     `split_augment`). MixUp weights come from Beta(`beta_shape`, `beta_shape`); L_U's weight follows `lambda_u_at`.
     `sampling`: 'walk' draws each epoch's batches without replacement (the authors' loaders), 'replace' with
     replacement. `head_optimizer_state`: stage 2's Adam state for the head, continued here. `is_poison` (ground
-    truth, analysis only) lets the history count poisoned samples in the labelled set. Returns the per-epoch history.
+    truth, analysis only) lets the history count poisoned samples in the labelled set. Returns the per-epoch history
+    (with each label's count in the labelled set, `labelled_per_label`).
     Under torchrun: BatchNorm synchronised, the split computed on rank 0 and broadcast, each step's batch shared."""
     check_divisible(batch_size, 'mm_batch_size')
     world = rank_world()[1]
@@ -132,6 +133,7 @@ def train_mixmatch(model, x, y, *, epochs, iters, mean, std, batch_size=64, lr=0
         sx, su = all_sum(sx) / world, all_sum(su) / world
         rec = dict(lx=(sx / iters).item(), lu=(su / iters).item(), lambda_u=w, n_labelled=int(lab.sum()),
                    split_s=split_s, epoch_s=dt, img_per_s=iters * batch_size * (1 + K) / max(dt - split_s, 1e-9))
+        rec['labelled_per_label'] = torch.bincount(y.cpu()[lab], minlength=n_cls).tolist()
         if is_poison is not None: rec['poison_labelled'] = int((lab & is_poison).sum())
         return rec
     return run_epochs(epoch, epochs=epochs, states=dict(model=model, opt=opt), generator=g, ckpt_path=ckpt_path, tag=tag,
