@@ -405,7 +405,7 @@ def target_recall_report(root, ds_dir, caption: str = ''):
     for (r, g), mk in zip(df.groupby('filter_rule'), 'osD^v'):
         ax.scatter(g['poison labelled'], g['TR gap'], marker=mk, label=r)
     ax.axhspan(-10, 10, color='tab:green', alpha=0.12, lw=0); ax.axhline(0, color='gray', lw=0.8)
-    ax.set_xscale('symlog', linthresh=10); ax.set_xlabel("poisoned samples in stage 3's last labelled set")
+    ax.set_xscale('symlog', linthresh=10); ax.set_xlim(left=-1); ax.set_xlabel("poisoned samples in stage 3's last labelled set")
     ax.set_ylabel('DBD TR - No Defense TR (points)'); ax.legend(fontsize=8, title='filter_rule', title_fontsize=8)
     fig.suptitle(textwrap.shorten(cap, 150), fontsize=7); fig.tight_layout(); fig.savefig(Path(ds_dir) / 'target_recall.png', dpi=120)
     plt.close(fig)
