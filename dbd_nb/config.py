@@ -109,7 +109,7 @@ class RunConfig:
     sce_beta: float = _f(1.0, 'stage2')          # beta of Eq. 6: weight of the reverse cross-entropy term
     s2_bn_mode: str = _f('train', 'stage2', 'bn_mode')  # BatchNorm of the frozen backbone: 'train' (authors' code) or 'eval'
     filter_rate: float = _f(0.5, 'filter')       # the paper's alpha (Sec. 4.4): share of lowest-loss samples kept as labelled (the head does not depend on it)
-    filter_rule: str = _f('global', 'filter', 'filter_rule', added=True)  # over which groups the lowest losses are taken (stage2.SELECTION_RULES): global (the paper), per_label, balanced
+    filter_rule: str = _f('global', 'filter', 'filter_rule', added=True)  # over which groups the lowest losses are taken (stage2.SELECTION_RULES): global (the paper), per_label, balanced, floor
     s2_compare: bool = _f(True, 'stage2')        # also train the other loss (CE/SCE, Figure 3) and the other BN mode, for comparison
     score_augment: bool = _f(True, 'stage2')     # rank samples (stage 2 filter, stage-3 splits) on crop + flip outputs in eval mode, as the authors' code
     # --- DBD stage 3 (semi-supervised fine-tuning, Sec. 4.5)

@@ -18,11 +18,12 @@ from .config import ConfigError, RunConfig, config_dict, config_from_dict
 from .pipeline import DEFENSES, step_tag
 
 # %% auto #0
-__all__ = ['TABLE3_ROWS', 'SWEEPS', 'TABLE2_KEYS', 'attack_title', 'defense_title', 'save_examples', 'gallery_figure', 'figure4',
-           'history_figure', 'load_reference', 'paper_cell', 'results_table', 'result_row', 'write_table',
-           'budget_table', 'budget_figure', 'table1_frame', 'mark_best', 'dbd_stage_table', 'table1', 'table3',
-           'folder_point', 'sweep_frame', 'sweep_figure', 'sweep_report', 'target_recall_frame', 'target_recall_report',
-           'lc_runs', 'table2', 'stale_notebooks', 'mark_stale']
+__all__ = ['SEED_STATS', 'TABLE3_ROWS', 'SWEEPS', 'TABLE2_KEYS', 'attack_title', 'defense_title', 'save_examples',
+           'gallery_figure', 'figure4', 'history_figure', 'load_reference', 'paper_cell', 'seed_runs', 'results_table',
+           'result_row', 'write_table', 'budget_table', 'budget_figure', 'table1_frame', 'with_sd', 'seed_targets',
+           'mark_best', 'dbd_stage_table', 'table1', 'table3', 'folder_point', 'sweep_frame', 'sweep_figure',
+           'sweep_report', 'target_recall_frame', 'target_recall_report', 'lc_runs', 'table2', 'stale_notebooks',
+           'mark_stale']
 
 # %% ../nbs/15_report.ipynb #c004
 def attack_title(a: str) -> str:
@@ -99,21 +100,30 @@ def paper_cell(ref: dict, dataset: str, defense: str, attack: str, lc_eps=16):
     return ref['table1'][key].get(defense, {}).get(attack)
 
 # %% ../nbs/15_report.ipynb #c009
-def results_table(ds_dir, attacks, defenses=('no_defense',), ref=None, lc_eps=16) -> pd.DataFrame:
-    "Measured BA / ASR / natural target rate per defense and attack (from each run's metrics.json), with the paper's."
-    rows = []
+def seed_runs(attack_dir) -> list:
+    """The attack folder and its `sweeps/seed=N` folders (`dbd-run --sweep seed=1,2`): the runs of one setting that
+    differ only in their seed (no other sweep folder: those change the setting)."""
+    attack_dir = Path(attack_dir)
+    return [attack_dir] + [p for p in sorted((attack_dir / 'sweeps').glob('seed=*')) if p.name[5:].isdigit()]
+
+def results_table(ds_dir, attacks, defenses=('no_defense',), ref=None, lc_eps=16, seeds=False) -> pd.DataFrame:
+    """Measured BA / ASR / natural target rate per defense and attack (from each run's metrics.json), with the paper's.
+    With `seeds`, one row per seed as well, from the `seed_runs` folders (the attack folder wins a seed both hold)."""
+    rows, seen = [], set()
     ds_dir = Path(ds_dir)
     for d in defenses:
         for a in attacks:
-            p = ds_dir / a / 'metrics.json'
-            m = json.loads(p.read_text()).get(d) if p.exists() else None
-            if m is None: continue
-            rows.append(result_row(m, d, a, paper_cell(ref, ds_dir.name, d, a, lc_eps) if ref else None))
+            for f in (seed_runs(ds_dir / a) if seeds else [ds_dir / a]):
+                p = f / 'metrics.json'
+                m = json.loads(p.read_text()).get(d) if p.exists() else None
+                if m is None or (d, a, m.get('seed')) in seen: continue
+                seen.add((d, a, m.get('seed')))
+                rows.append(result_row(m, d, a, paper_cell(ref, ds_dir.name, d, a, lc_eps) if ref else None))
     return pd.DataFrame(rows)
 
 def result_row(m: dict, defense: str, attack: str, paper=None) -> dict:
     "One results-table row from a run's metrics entry `m` of `defense`, with the paper's [BA, ASR] `paper` (or None)."
-    return dict(defense=defense, attack=attack, BA=m['ba'], ASR=m['asr'], natural_target_rate=m['natural_target_rate'],
+    return dict(defense=defense, attack=attack, seed=m.get('seed'), BA=m['ba'], ASR=m['asr'], natural_target_rate=m['natural_target_rate'],
                 target_recall=m.get('target_recall'),
                 backdoor_effect=m['backdoor_effect'], train_min=round(m.get('train_s', float('nan')) / 60, 1),
                 paper_BA=paper[0] if paper else None, paper_ASR=paper[1] if paper else None,
@@ -172,18 +182,53 @@ def budget_figure(df: pd.DataFrame, title='', path=None, threshold=90.0):
     return fig
 
 # %% ../nbs/15_report.ipynb #c016
+SEED_STATS = {'BA': 'BA', 'ASR': 'ASR', 'NTR': 'natural_target_rate', 'TR': 'target_recall'}   # column -> results_table's
+
 def table1_frame(long: pd.DataFrame, attacks) -> pd.DataFrame:
-    "Pivot `results_table` rows (defense x attack) into one row per defense with per-attack columns."
+    """Pivot `results_table` rows (defense x attack) into one row per defense with per-attack columns. Where a cell has
+    several seeds: their mean, the sample standard deviation in an 'sd' column beside it and their count in 'seeds'."""
     rows = []
     for d in dict.fromkeys(long.defense):
         row = {'defense': defense_title(d)}
         for a in attacks:
             r = long[(long.defense == d) & (long.attack == a)]
             if not len(r): continue
-            r = r.iloc[0]; t = attack_title(a)
-            row.update({f'{t} BA': r.BA, f'{t} BA (paper)': r.paper_BA, f'{t} ASR': r.ASR, f'{t} ASR (paper)': r.paper_ASR,
-                        f'{t} NTR': r.natural_target_rate, f'{t} TR': r.get('target_recall'), f'{t} min': r.get('train_min')})
+            t, f = attack_title(a), r.iloc[0]
+            num = lambda c: pd.to_numeric(r[c], errors='coerce') if c in r.columns else pd.Series(np.nan, index=r.index)
+            mean = {k: (round(float(num(c).mean()), 2) if len(r) > 1 else f.get(c)) for k, c in SEED_STATS.items()}
+            sd = {f'{t} {k} sd': round(float(num(c).std()), 2) for k, c in SEED_STATS.items()} if len(r) > 1 else {}
+            row.update({f'{t} BA': mean['BA'], f'{t} BA (paper)': f.paper_BA, f'{t} ASR': mean['ASR'], f'{t} ASR (paper)': f.paper_ASR,
+                        f'{t} NTR': mean['NTR'], f'{t} TR': mean['TR'],
+                        f'{t} min': round(float(num('train_min').mean()), 1) if len(r) > 1 else f.get('train_min'), **sd})
+            if len(r) > 1: row[f'{t} seeds'] = len(r)
         rows.append(row)
+    return pd.DataFrame(rows)
+
+def with_sd(md: pd.DataFrame, t1: pd.DataFrame) -> pd.DataFrame:
+    "`md` (a formatted copy of `t1`) with each 'X sd' column of `t1` folded into the X cells as 'mean ± sd' where it has one."
+    out = md.copy()
+    for c in [c for c in t1.columns if c.endswith(' sd')]:
+        for i in t1.index[t1[c].notna()]:
+            v = out.loc[i, c[:-3]]
+            out.loc[i, c[:-3]] = f"{v if isinstance(v, str) else f'{v:g}'} ± {t1.loc[i, c]:g}"
+    return out.drop(columns=[c for c in out.columns if c.endswith(' sd')])
+
+def seed_targets(long: pd.DataFrame, attacks, nd_asr=90.0, asr_margin=2.0, ba_gap=5.0, tr_gap=10.0) -> pd.DataFrame:
+    """Issue #16's targets per attack and seed from `results_table(..., seeds=True)` rows that hold both No Defense and
+    DBD: No-Defense ASR at least `nd_asr`; DBD ASR within `asr_margin` of its natural target rate; DBD BA at most
+    `ba_gap` under No Defense's; DBD target recall within `tr_gap` of No Defense's (False where a recall is missing)."""
+    rows = []
+    for a in attacks:
+        nd, db = (long[(long.defense == d) & (long.attack == a)].set_index('seed') for d in ('no_defense', 'dbd'))
+        for s in sorted(set(nd.index) & set(db.index)):
+            n, b = nd.loc[s], db.loc[s]
+            trg = pd.to_numeric(pd.Series([b.target_recall, n.target_recall]), errors='coerce')
+            rows.append({'attack': attack_title(a), 'seed': s, 'ND BA': n.BA, 'ND ASR': n.ASR, 'ND TR': n.target_recall,
+                         'DBD BA': b.BA, 'DBD ASR': b.ASR, 'DBD NTR': b.natural_target_rate, 'DBD TR': b.target_recall,
+                         f'ND ASR>={nd_asr:g}': bool(n.ASR >= nd_asr),
+                         f'|ASR-NTR|<={asr_margin:g}': bool(abs(b.ASR - b.natural_target_rate) <= asr_margin),
+                         f'BA gap<={ba_gap:g}': bool(n.BA - b.BA <= ba_gap),
+                         f'|TR gap|<={tr_gap:g}': bool(abs(trg[0] - trg[1]) <= tr_gap)})
     return pd.DataFrame(rows)
 
 def mark_best(t1: pd.DataFrame, baseline='No Defense') -> pd.DataFrame:
@@ -218,18 +263,27 @@ def table1(root, profile, dataset, attacks=None, out_dir=None, seed=0) -> pd.Dat
     "Write outputs/<profile>/<dataset>/table1.{csv,md} and dbd_stages.{csv,md}; return the wide Table 1."
     attacks = table1_attacks() if attacks is None else attacks
     ds = (Path(out_dir) if out_dir else Path(root) / 'outputs') / profile / dataset
-    long = results_table(ds, attacks, tuple(DEFENSES), load_reference(root))
+    long = results_table(ds, attacks, tuple(DEFENSES), load_reference(root), seeds=True)
     if not len(long): return long
     hw = '; '.join(dict.fromkeys(long.hardware.dropna()))
     commits = ', '.join(dict.fromkeys(long.commit))
     t1 = table1_frame(long, attacks)
+    seed_note = '; '.join(f'{attack_title(a)} {", ".join(str(int(s)) for s in sorted(g.seed.dropna().unique()))}'
+                          for a, g in long.groupby('attack', sort=False))
     write_table(t1, ds, 'table1', f'Table 1 (Label-Consistent: Table 2, eps 16, rate 2.5%) on {dataset}, profile {profile}, '
-                f'seed {seed}; hardware: {hw}; rows measured at commit {commits}. NTR: natural target rate. TR: recall of the '
+                f'seeds {seed_note}; hardware: {hw}; rows measured at commit {commits}. Where a cell has several seeds (its '
+                '"seeds" column): their mean ± sample standard deviation. NTR: natural target rate. TR: recall of the '
                 'target class on clean test images (empty for runs made before it was recorded); a DBD row whose TR is more '
                 'than 10 points below No Defense\'s has suppressed the class rather than removed the backdoor, and counts '
                 'as a failure. min: wall minutes of the defence (for a post-training defence, on top of the No-Defense '
                 'training it repairs). Bold: the best defence per measured column (highest BA, lowest ASR; No Defense is not '
-                'a defence). "(paper)": the paper\'s full-recipe numbers.', root=root, md=mark_best(t1))
+                'a defence). "(paper)": the paper\'s full-recipe numbers.', root=root, md=with_sd(mark_best(t1), t1))
+    tg = seed_targets(long, attacks)
+    if len(tg):
+        write_table(tg, ds, 'table1_seeds', f'No Defense and DBD per seed on {dataset}, profile {profile}; hardware: {hw}; rows '
+                    f'measured at commit {commits}. The last four columns: the targets of issue #16 (No-Defense ASR at least 90; '
+                    'DBD ASR within 2 points of its natural target rate; DBD BA at most 5 points under No Defense\'s; DBD target '
+                    'recall within 10 points of No Defense\'s).', root=root)
     st = dbd_stage_table(ds, attacks)
     if len(st):
         write_table(st, ds, 'dbd_stages', f'DBD stages on {dataset}, profile {profile}, seed {seed}; hardware: {hw}; '

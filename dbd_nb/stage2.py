@@ -118,18 +118,26 @@ def _equal_count(labels, n, filter_rate):
     q = int(round(filter_rate * n / len(groups)))
     return [(i, min(q, len(i))) for i in groups]
 
-# rule name -> fn(labels, n, filter_rate) -> [(indices, how many of them to keep)]
-SELECTION_RULES = {'global': _whole_set, 'per_label': _each_label, 'balanced': _equal_count}
+def _floored(labels, n, filter_rate):
+    """The paper's one ranking over a floor: first half of 'per_label''s share from every label, then the rest of the
+    `filter_rate` budget from all samples not yet kept."""
+    floor = [(i, int(round(filter_rate * len(i) / 2))) for i in _by_label(labels)]
+    return floor + [(torch.arange(n), int(round(filter_rate * n)) - sum(k for _, k in floor))]
+
+# rule name -> fn(labels, n, filter_rate) -> [(indices, how many more of them to keep)], taken in order
+SELECTION_RULES = {'global': _whole_set, 'per_label': _each_label, 'balanced': _equal_count, 'floor': _floored}
 
 def select_credible(losses: torch.Tensor, filter_rate: float, labels: torch.Tensor = None, rule: str = 'global') -> torch.Tensor:
     """Boolean mask of the high-credible samples: the lowest-loss `filter_rate` share (the paper's alpha, Sec. 4.4;
     ties broken by index). `rule` (a `SELECTION_RULES` name) says over which groups the lowest losses are taken:
     'global' over all samples (the paper and the authors' code), 'per_label' the share of each label, 'balanced'
-    the same count from every label (needs `labels`)."""
+    the same count from every label, 'floor' the global ranking after half of each label's share (needs `labels`).
+    A rule's groups are taken in order, each choosing among the samples its predecessors left."""
     if rule not in SELECTION_RULES: raise ValueError(f"unknown selection rule {rule!r}; allowed: {', '.join(SELECTION_RULES)}")
     if labels is None and rule != 'global': raise ValueError(f"selection rule {rule!r} needs the labels")
     mask = torch.zeros(len(losses), dtype=torch.bool)
     for idx, k in SELECTION_RULES[rule](labels, len(losses), filter_rate):
+        idx = idx[~mask[idx]]
         mask[idx[torch.argsort(losses[idx], stable=True)[:k]]] = True
     return mask
 

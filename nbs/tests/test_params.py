@@ -36,6 +36,7 @@ def test_paper_profile_is_the_recipe():
     assert (c.local_share, c.shrinkpad_rate, c.nad_lr, c.dpsgd_clip, c.nc_unlearn_share, c.ss_eps) == (0.05, 0.1, 0.01, 1.0, 0.2, 500)
     assert (c.ssl_epochs, c.ssl_schedule_epochs, c.ssl_batch_size, c.ssl_lr, c.ssl_temperature) == (100, 1000, 512, 0.4, 0.5)
     assert (c.mm_epochs, c.mm_iters, c.mm_lambda_u, c.filter_rate, c.s2_epochs) == (190, 1024, 15.0, 0.5, 10)
+    assert (c.compile, c.filter_rule) == ('reduce-overhead', 'global')   # CUDA graphs (outputs/bench/nvidia_h200); the paper's selection
     i = resolve_config(dict(profile='paper', dataset='imagenet'), PARAMS)
     assert (i.epochs, i.batch_size, i.weight_decay, i.milestones, i.wanet_k, i.wanet_s, i.wanet_noise_rate, i.mm_epochs, i.mm_lambda_u) == \
            (90, 256, 1e-4, (30, 60), 224, 1.0, 0.0, 80, 6.0)
