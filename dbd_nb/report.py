@@ -433,10 +433,13 @@ def target_recall_frame(ds_dir) -> pd.DataFrame:
         cfg = p.parent / 'config.yaml'
         tgt = (yaml.safe_load(cfg.read_text()) or {}).get('target_label', 3) if cfg.exists() else 3
         lpl = dbd.get('labelled_per_label_last')
+        rd, rn = dbd.get('recall_per_class'), nd.get('recall_per_class')
+        others = round(float(np.median([a - b for c, (a, b) in enumerate(zip(rd, rn)) if c != tgt])), 2) if rd and rn else None
         rows.append({'attack': attack, 'folder': '' if p.parent.name == attack else p.parent.name,
                      'filter_rule': dbd.get('filter_rule', 'global'), 'DBD BA': dbd.get('ba'), 'DBD ASR': dbd.get('asr'),
                      'DBD NTR': dbd.get('natural_target_rate'), 'DBD TR': dbd['target_recall'], 'ND TR': nd['target_recall'],
-                     'TR gap': round(dbd['target_recall'] - nd['target_recall'], 2), 'poison kept': s2.get('n_poison_kept'),
+                     'TR gap': round(dbd['target_recall'] - nd['target_recall'], 2), 'others gap': others,
+                     'poison kept': s2.get('n_poison_kept'),
                      'poison labelled': dbd['poison_labelled_last'],
                      'target labelled': lpl[tgt] if lpl is not None else None,
                      'commit': _commit(dbd.get('provenance')), 'hardware': dbd.get('hardware')})
@@ -453,7 +456,8 @@ def target_recall_report(root, ds_dir, caption: str = ''):
     cap = (f'DBD target recall against poisoned samples left in stage 3\'s labelled set; {caption} hardware: '
            f'{"; ".join(dict.fromkeys(df.hardware.dropna()))}; rows measured at commit {", ".join(dict.fromkeys(df.commit))}. '
            f'Spearman rho (DBD TR, poison labelled): {", ".join(f"{r} {v} (n={int((df.filter_rule == r).sum())})" for r, v in rho.items()) or "fewer than 3 runs per rule"}. '
-           'TR gap: DBD TR minus No Defense TR (over 10 points away counts as a failure in issue #16).')
+           'TR gap: DBD TR minus No Defense TR (over 10 points away counts as a failure in issue #16); others gap: the median '
+           'of the same difference over the other classes, which no poisoned sample touches (what the weaker model loses anyway).')
     write_table(df.drop(columns=['hardware']), ds_dir, 'target_recall', cap, root=root)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for (r, g), mk in zip(df.groupby('filter_rule'), 'osD^v'):
