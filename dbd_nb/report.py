@@ -225,10 +225,10 @@ def seed_targets(long: pd.DataFrame, attacks, nd_asr=90.0, asr_margin=2.0, ba_ga
             trg = pd.to_numeric(pd.Series([b.target_recall, n.target_recall]), errors='coerce')
             rows.append({'attack': attack_title(a), 'seed': s, 'ND BA': n.BA, 'ND ASR': n.ASR, 'ND TR': n.target_recall,
                          'DBD BA': b.BA, 'DBD ASR': b.ASR, 'DBD NTR': b.natural_target_rate, 'DBD TR': b.target_recall,
-                         f'ND ASR>={nd_asr:g}': bool(n.ASR >= nd_asr),
-                         f'|ASR-NTR|<={asr_margin:g}': bool(abs(b.ASR - b.natural_target_rate) <= asr_margin),
-                         f'BA gap<={ba_gap:g}': bool(n.BA - b.BA <= ba_gap),
-                         f'|TR gap|<={tr_gap:g}': bool(abs(trg[0] - trg[1]) <= tr_gap)})
+                         f'ND ASR at least {nd_asr:g}': bool(n.ASR >= nd_asr),
+                         f'ASR-NTR within {asr_margin:g}': bool(abs(b.ASR - b.natural_target_rate) <= asr_margin),
+                         f'BA gap at most {ba_gap:g}': bool(n.BA - b.BA <= ba_gap),
+                         f'TR gap within {tr_gap:g}': bool(abs(trg[0] - trg[1]) <= tr_gap)})
     return pd.DataFrame(rows)
 
 def mark_best(t1: pd.DataFrame, baseline='No Defense') -> pd.DataFrame:
