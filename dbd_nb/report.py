@@ -20,10 +20,10 @@ from .pipeline import DEFENSES, step_tag
 # %% auto #0
 __all__ = ['SEED_STATS', 'TABLE3_ROWS', 'SWEEPS', 'TABLE2_KEYS', 'attack_title', 'defense_title', 'save_examples',
            'gallery_figure', 'figure4', 'history_figure', 'load_reference', 'paper_cell', 'seed_runs', 'results_table',
-           'result_row', 'write_table', 'budget_table', 'budget_figure', 'table1_frame', 'with_sd', 'seed_targets',
-           'mark_best', 'dbd_stage_table', 'table1', 'table3', 'folder_point', 'sweep_frame', 'sweep_figure',
-           'sweep_report', 'target_recall_frame', 'target_recall_report', 'lc_runs', 'table2', 'stale_notebooks',
-           'mark_stale']
+           'result_row', 'write_table', 'budget_table', 'budget_figure', 'dpsgd_paper', 'dpsgd_grid_frame',
+           'dpsgd_grid_figure', 'dpsgd_note', 'table1_frame', 'with_sd', 'seed_targets', 'mark_best', 'dbd_stage_table',
+           'table1', 'table3', 'folder_point', 'sweep_frame', 'sweep_figure', 'sweep_report', 'target_recall_frame',
+           'target_recall_report', 'lc_runs', 'table2', 'stale_notebooks', 'mark_stale']
 
 # %% ../nbs/15_report.ipynb #c004
 def attack_title(a: str) -> str:
@@ -181,6 +181,63 @@ def budget_figure(df: pd.DataFrame, title='', path=None, threshold=90.0):
     if path: fig.savefig(path, dpi=120)
     return fig
 
+# %% ../nbs/15_report.ipynb #c021
+def dpsgd_paper(ref: dict, dataset: str, attack: str, sigma: float, lc_eps=16, lc_rate=2.5):
+    "[BA, ASR] the paper reports for DP-SGD at noise multiplier `sigma` (Tables 10-12), or None where it has none."
+    t = (ref or {}).get('tables10_12_dpsgd_noise', {})
+    col = t.get({'cifar10': 'cifar10', 'imagenet': 'imagenet_subset', 'vggface2': 'vggface2_subset'}.get(dataset), {}).get(
+        attack if attack != 'label_consistent' else f'label_consistent_eps{int(lc_eps)}_rate{lc_rate:g}')
+    sig = [float(s) for s in t.get('sigma', [])]
+    return col[sig.index(float(sigma))] if col and float(sigma) in sig else None
+
+def dpsgd_grid_frame(ds_dir, attacks, ref=None) -> pd.DataFrame:
+    """One row per attack and DP-SGD noise multiplier measured in the attack folder (its `dpsgd_sigma<s>` metrics
+    entries), in sigma order: BA, ASR, NTR, BA - ASR, the epsilon spent at `delta`, wall minutes, whether Table 1 shows
+    it (`chosen`: the `dpsgd` entry's sigma) and the paper's Tables 10-12 at that sigma."""
+    rows = []
+    for a in attacks:
+        p = Path(ds_dir) / a / 'metrics.json'
+        m = json.loads(p.read_text()) if p.exists() else {}
+        chosen = m.get('dpsgd', {}).get('noise')
+        for e in sorted((e for k, e in m.items() if k.startswith('dpsgd_sigma')), key=lambda e: e['noise']):
+            paper = dpsgd_paper(ref, Path(ds_dir).name, a, e['noise'])
+            rows.append({'attack': a, 'sigma': e['noise'], 'BA': e['ba'], 'ASR': e['asr'], 'NTR': e['natural_target_rate'],
+                         'TR': e.get('target_recall'), 'BA - ASR': round(e['ba'] - e['asr'], 2), 'epsilon': e.get('epsilon'),
+                         'delta': e.get('delta'), 'train_min': round(e['train_s'] / 60, 1), 'chosen': e['noise'] == chosen,
+                         'paper_BA': paper[0] if paper else None, 'paper_ASR': paper[1] if paper else None,
+                         'seed': e.get('seed'), 'hardware': e.get('hardware'), 'commit': _commit(e.get('provenance'))})
+    return pd.DataFrame(rows)
+
+def dpsgd_grid_figure(df: pd.DataFrame, title='', path=None):
+    "BA and ASR against sigma per attack (ours: filled, the paper's Tables 10-12: hollow; a star: Table 1's choice)."
+    attacks = list(dict.fromkeys(df.attack))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(3.2 * len(attacks), 3.2), squeeze=False, sharey=True)
+    for ax, a in zip(axes[0], attacks):
+        g = df[df.attack == a]
+        for col, c in (('BA', 'C0'), ('ASR', 'C3')):
+            ax.plot(g.sigma, g[col], 'o-', color=c, label=f'{col} (ours)')
+            pp = g.dropna(subset=[f'paper_{col}'])
+            if len(pp): ax.plot(pp.sigma, pp[f'paper_{col}'], 'o--', mfc='none', color=c, alpha=0.6, label=f'{col} (paper)')
+        ch = g[g.chosen]
+        ax.plot(ch.sigma, ch.BA, '*', ms=14, color='k', label='Table 1')
+        ax.set(title=attack_title(a), xlabel='noise multiplier sigma', ylim=(0, 102))
+    axes[0][0].set_ylabel('%'); axes[0][-1].legend(fontsize=7)
+    fig.suptitle(textwrap.fill(title, 150), fontsize=7); fig.tight_layout()
+    if path: fig.savefig(path, dpi=120)
+    return fig
+
+def dpsgd_note(grid: pd.DataFrame) -> str:
+    "Table 1's caption sentence on DP-SGD: per attack the sigma shown, the grid it was chosen from and its epsilon."
+    if not len(grid): return ''
+    parts = []
+    for a, g in grid.groupby('attack', sort=False):
+        ch = g[g.chosen]
+        if not len(ch): continue
+        c = ch.iloc[0]
+        parts.append(f"{attack_title(a)} sigma {c.sigma:g} of {', '.join(f'{s:g}' for s in g.sigma)} (epsilon {c.epsilon:g})")
+    return (f'DPSGD: the noise multiplier with the best BA - ASR among those measured (dpsgd_grid.md), delta {grid.delta.iloc[0]:g}: '
+            + '; '.join(parts) + '.') if parts else ''
+
 # %% ../nbs/15_report.ipynb #c016
 SEED_STATS = {'BA': 'BA', 'ASR': 'ASR', 'NTR': 'natural_target_rate', 'TR': 'target_recall'}   # column -> results_table's
 
@@ -260,7 +317,7 @@ def dbd_stage_table(ds_dir, attacks) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 def table1(root, profile, dataset, attacks=None, out_dir=None, seed=0) -> pd.DataFrame:
-    "Write outputs/<profile>/<dataset>/table1.{csv,md} and dbd_stages.{csv,md}; return the wide Table 1."
+    "Write outputs/<profile>/<dataset>/table1.{csv,md}, table1_seeds, dpsgd_grid.{csv,md,png} and dbd_stages.{csv,md}; return the wide Table 1."
     attacks = table1_attacks() if attacks is None else attacks
     ds = (Path(out_dir) if out_dir else Path(root) / 'outputs') / profile / dataset
     long = results_table(ds, attacks, tuple(DEFENSES), load_reference(root), seeds=True)
@@ -268,6 +325,7 @@ def table1(root, profile, dataset, attacks=None, out_dir=None, seed=0) -> pd.Dat
     hw = '; '.join(dict.fromkeys(long.hardware.dropna()))
     commits = ', '.join(dict.fromkeys(long.commit))
     t1 = table1_frame(long, attacks)
+    grid = dpsgd_grid_frame(ds, attacks, load_reference(root))
     seed_note = '; '.join(f'{attack_title(a)} {", ".join(str(int(s)) for s in sorted(g.seed.dropna().unique()))}'
                           for a, g in long.groupby('attack', sort=False))
     write_table(t1, ds, 'table1', f'Table 1 (Label-Consistent: Table 2, eps 16, rate 2.5%) on {dataset}, profile {profile}, '
@@ -277,7 +335,14 @@ def table1(root, profile, dataset, attacks=None, out_dir=None, seed=0) -> pd.Dat
                 'than 10 points below No Defense\'s has suppressed the class rather than removed the backdoor, and counts '
                 'as a failure. min: wall minutes of the defence (for a post-training defence, on top of the No-Defense '
                 'training it repairs). Bold: the best defence per measured column (highest BA, lowest ASR; No Defense is not '
-                'a defence). "(paper)": the paper\'s full-recipe numbers.', root=root, md=with_sd(mark_best(t1), t1))
+                'a defence). "(paper)": the paper\'s full-recipe numbers. ' + dpsgd_note(grid), root=root, md=with_sd(mark_best(t1), t1))
+    if len(grid):
+        cap = (f'DP-SGD per noise multiplier sigma on {dataset}, profile {profile}, seed {", ".join(str(s) for s in dict.fromkeys(grid.seed))}; '
+               f'hardware: {"; ".join(dict.fromkeys(grid.hardware.dropna()))}; rows measured at commit {", ".join(dict.fromkeys(grid.commit))}. '
+               'epsilon: opacus\' RDP accountant at delta (Poisson sampling, the profile\'s epochs). chosen: the sigma Table 1 shows '
+               '(best BA - ASR on the test set, as App. D chooses). paper_BA/paper_ASR: Tables 10-12 at the same sigma (full recipe).')
+        write_table(grid, ds, 'dpsgd_grid', cap, root=root)
+        plt.close(dpsgd_grid_figure(grid, cap, ds / 'dpsgd_grid.png'))
     tg = seed_targets(long, attacks)
     if len(tg):
         write_table(tg, ds, 'table1_seeds', f'No Defense and DBD per seed on {dataset}, profile {profile}; hardware: {hw}; rows '
