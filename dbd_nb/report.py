@@ -18,7 +18,7 @@ from .config import ConfigError, RunConfig, config_dict, config_from_dict
 from .pipeline import DEFENSES, step_tag
 
 # %% auto #0
-__all__ = ['SEED_STATS', 'TABLE3_ROWS', 'SWEEPS', 'TABLE2_KEYS', 'attack_title', 'defense_title', 'save_examples',
+__all__ = ['REF_DATASETS', 'SEED_STATS', 'TABLE3_ROWS', 'SWEEPS', 'TABLE2_KEYS', 'attack_title', 'defense_title', 'save_examples',
            'gallery_figure', 'figure4', 'history_figure', 'load_reference', 'paper_cell', 'seed_runs', 'results_table',
            'result_row', 'write_table', 'budget_table', 'budget_figure', 'dpsgd_paper', 'dpsgd_grid_frame',
            'dpsgd_grid_figure', 'dpsgd_note', 'table1_frame', 'with_sd', 'seed_targets', 'mark_best', 'dbd_stage_table',
@@ -85,6 +85,8 @@ def history_figure(hist, title='', path=None):
     return fig
 
 # %% ../nbs/15_report.ipynb #c006
+REF_DATASETS = {'cifar10': 'cifar10', 'imagenet': 'imagenet_subset', 'vggface2': 'vggface2_subset'}   # dataset -> its key in the reference tables
+
 def load_reference(root) -> dict:
     "The paper's reported numbers (params/reference/dbd_paper.yaml)."
     return yaml.safe_load((Path(root) / 'params' / 'reference' / 'dbd_paper.yaml').read_text())
@@ -94,10 +96,9 @@ def paper_cell(ref: dict, dataset: str, defense: str, attack: str, lc_eps=16):
     if attack == 'label_consistent':
         if dataset != 'cifar10': return None
         return ref['table2_and_20'].get(f'eps{int(lc_eps)}_rate2.5', {}).get(defense)
-    key = {'cifar10': 'cifar10', 'imagenet': 'imagenet_subset'}.get(dataset)
-    if key is None:
-        return ref['table9_vggface2'].get(defense, {}).get(attack) if dataset == 'vggface2' else None
-    return ref['table1'][key].get(defense, {}).get(attack)
+    if dataset == 'vggface2': return ref['table9_vggface2'].get(defense, {}).get(attack)
+    key = REF_DATASETS.get(dataset)
+    return ref['table1'][key].get(defense, {}).get(attack) if key else None
 
 # %% ../nbs/15_report.ipynb #c009
 def seed_runs(attack_dir) -> list:
@@ -185,7 +186,7 @@ def budget_figure(df: pd.DataFrame, title='', path=None, threshold=90.0):
 def dpsgd_paper(ref: dict, dataset: str, attack: str, sigma: float, lc_eps=16, lc_rate=2.5):
     "[BA, ASR] the paper reports for DP-SGD at noise multiplier `sigma` (Tables 10-12), or None where it has none."
     t = (ref or {}).get('tables10_12_dpsgd_noise', {})
-    col = t.get({'cifar10': 'cifar10', 'imagenet': 'imagenet_subset', 'vggface2': 'vggface2_subset'}.get(dataset), {}).get(
+    col = t.get(REF_DATASETS.get(dataset), {}).get(
         attack if attack != 'label_consistent' else f'label_consistent_eps{int(lc_eps)}_rate{lc_rate:g}')
     sig = [float(s) for s in t.get('sigma', [])]
     return col[sig.index(float(sigma))] if col and float(sigma) in sig else None
@@ -320,12 +321,13 @@ def table1(root, profile, dataset, attacks=None, out_dir=None, seed=0) -> pd.Dat
     "Write outputs/<profile>/<dataset>/table1.{csv,md}, table1_seeds, dpsgd_grid.{csv,md,png} and dbd_stages.{csv,md}; return the wide Table 1."
     attacks = table1_attacks() if attacks is None else attacks
     ds = (Path(out_dir) if out_dir else Path(root) / 'outputs') / profile / dataset
-    long = results_table(ds, attacks, tuple(DEFENSES), load_reference(root), seeds=True)
+    ref = load_reference(root)
+    long = results_table(ds, attacks, tuple(DEFENSES), ref, seeds=True)
     if not len(long): return long
     hw = '; '.join(dict.fromkeys(long.hardware.dropna()))
     commits = ', '.join(dict.fromkeys(long.commit))
     t1 = table1_frame(long, attacks)
-    grid = dpsgd_grid_frame(ds, attacks, load_reference(root))
+    grid = dpsgd_grid_frame(ds, attacks, ref)
     seed_note = '; '.join(f'{attack_title(a)} {", ".join(str(int(s)) for s in sorted(g.seed.dropna().unique()))}'
                           for a, g in long.groupby('attack', sort=False))
     write_table(t1, ds, 'table1', f'Table 1 (Label-Consistent: Table 2, eps 16, rate 2.5%) on {dataset}, profile {profile}, '
