@@ -77,7 +77,8 @@ def save_progress(path, tag, *, epoch, epochs, history, states: dict, generator=
 
 # %% ../nbs/1a_store.ipynb #c011
 def hardware_string() -> str:
-    "CPU model and core count, or the GPU name, plus the torch version."
+    """CPU model, the vector instructions torch's kernels use on it (AVX2, AVX512: the same model name has come with
+    either here, and per-epoch times differ about 1.8x between them) and core count, or the GPU name; plus the torch version."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
@@ -85,7 +86,8 @@ def hardware_string() -> str:
         for line in Path('/proc/cpuinfo').read_text().splitlines():
             if line.startswith('model name'): cpu = line.split(':', 1)[1].strip(); break
     except OSError: pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    cap = torch.backends.cpu.get_cpu_capability()
+    return f"{cpu} ({cap}), {os.cpu_count()} cores, torch {torch.__version__}"
 
 def git_state(root) -> dict:
     "commit (12 hex digits, or 'unknown' outside git) and dirty (files outside outputs/ differ from it)."
