@@ -75,10 +75,11 @@ class Run:
     def norm(self) -> tuple: return norm_stats(self.cfg.dataset)
     def ckpt(self, name) -> Path: return Path(self.rdir) / 'ckpt' / name
     def record(self, key, values: dict) -> dict:
-        "Write `values` with profile, dataset, seed and provenance under `key` in the run's metrics.json."
+        """Write `values` with profile, dataset, seed and provenance under `key` in the run's metrics.json. A `provenance`
+        already in `values` (an earlier measurement chosen again, e.g. Table 1's DP-SGD sigma) is kept, not re-stamped."""
         c = self.cfg
         return update_metrics(self.rdir, key, dict(values, profile=c.profile, dataset=c.dataset, seed=c.seed,
-                                                   config_hash=config_hash(c)), prov=provenance(self.root))
+                                                   config_hash=config_hash(c)), prov=values.get('provenance') or provenance(self.root))
 
 @dataclass(frozen=True)
 class Step:
