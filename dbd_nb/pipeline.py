@@ -32,9 +32,9 @@ __all__ = ['DEFENSES', 'CHOICES', 'STEPS', 'Defense', 'resolve', 'Run', 'Step', 
            'step_done', 'run_step', 'run_chain', 'setup_run', 'share_checkpoints', 'run_from_config', 'model_for',
            'nd_augment', 'supervised_kwargs', 'entry_kwargs', 'loss_kwargs', 'data_step', 'poison_step',
            'no_defense_step', 'ssl_backbone', 'attacker_ssl_step', 'stage1_step', 'dbd_stage2', 'stage2_step',
-           'dbd_stage3', 'stage3_step', 'local_step', 'shrinkpad_step', 'nc_step', 'nad_step', 'dpsgd_at', 'dpsgd_step',
-           'nd_features', 'ss_step', 'ac_step', 'nss_stage2_step', 'nss_stage3_step', 'ss_ablation_step',
-           'time_paper_epoch']
+           'dbd_stage3', 'stage3_step', 'local_step', 'shrinkpad_step', 'nc_step', 'nad_step', 'dpsgd_at',
+           'dpsgd_default_noise', 'dpsgd_step', 'dpsgd_grid', 'nd_features', 'ss_step', 'ac_step', 'nss_stage2_step',
+           'nss_stage3_step', 'ss_ablation_step', 'time_paper_epoch']
 
 # %% ../nbs/14_pipeline.ipynb #c005
 @dataclass(frozen=True)
@@ -528,13 +528,29 @@ def dpsgd_at(run: Run, noise: float):
                           epsilon=hist[-1]['epsilon'] if hist else None, delta=cfg.dpsgd_delta, epochs=cfg.epochs)
     return model, res, hist
 
+def dpsgd_default_noise(cfg: RunConfig) -> float:
+    "`cfg.dpsgd_noise`, or when it is None the paper's best sigma for the dataset and attack (Tables 10-12)."
+    return paper_choice(DPSGD_BEST_NOISE, cfg.dpsgd_noise, cfg.dataset, cfg.attack, 'dpsgd_noise')
+
 @register_step('dpsgd', needs=('poison',), groups=('model', 'supervised', 'dpsgd'))
 def dpsgd_step(run: Run):
-    "DP-SGD at `dpsgd_noise` (None: the paper's best sigma for the dataset and attack), recorded under `dpsgd` too."
-    noise = paper_choice(DPSGD_BEST_NOISE, run.cfg.dpsgd_noise, run.cfg.dataset, run.cfg.attack, 'dpsgd_noise')
-    out = dpsgd_at(run, noise)
+    "DP-SGD at `dpsgd_default_noise`, recorded under `dpsgd` too."
+    out = dpsgd_at(run, dpsgd_default_noise(run.cfg))
     run.record('dpsgd', out[1])
     return out
+
+def dpsgd_grid(run: Run, sweep=()) -> tuple:
+    """(grid {sigma: metrics}, sigmas trained now, chosen metrics): DP-SGD at `dpsgd_default_noise` and at each sigma
+    of `sweep`, plus every sigma this run folder measured earlier under the same config (same `config_hash` in
+    `metrics.json`). Those are read, not trained again, even when their checkpoint is gone. The sigma with the
+    best BA - ASR (App. D) is recorded under `dpsgd` with the grid, keeping its own provenance."""
+    cfg, h = run.cfg, config_hash(run.cfg)
+    earlier = {e['noise']: e for k, e in read_metrics(run.rdir).items() if k.startswith('dpsgd_sigma') and e.get('config_hash') == h}
+    now = sorted({float(s) for s in [dpsgd_default_noise(cfg), *sweep]} - set(earlier))
+    grid = earlier | {s: dpsgd_at(run, s)[1] for s in now}
+    best = max(grid.values(), key=lambda r: r['ba'] - r['asr'])
+    run.record('dpsgd', dict(best, grid=sorted(grid), chosen_by='best BA - ASR on the test set (App. D)'))
+    return grid, now, best
 
 # %% ../nbs/14_pipeline.ipynb #d004
 def _retrain_filtered(run: Run, key: str, keep: torch.Tensor, filter_s: float, **extra):
